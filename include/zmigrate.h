@@ -1,0 +1,271 @@
+/*
+ * zmigrate.h - the public interface of libzmigrate
+ *
+ * libzmigrate moves memory pages between processes or hosts, compressed,
+ * as self-describing packets.  This header is the whole published API:
+ * whatever does not appear here is internal and may change.
+ *
+ * Conventions
+ *   - Functions return 0 (or a non-negative count) on success and a
+ *     negative errno value on failure.  zm_strerror() names the code;
+ *     zm_errmsg() gives the detailed message of the calling thread's last
+ *     failure (like dlerror(), it is per thread).
+ *   - Objects are opaque handles made by zm_<object>_new() and released by
+ *     zm_<object>_free(), which accepts NULL.
+ *   - An object is not safe to use from several threads at once; different
+ *     threads may use different objects concurrently.  Use one encoder and
+ *     one decoder per thread.
+ *   - Option structs begin with their own size so that fields can be added
+ *     without breaking callers compiled against an older header.
+ */
+#ifndef ZMIGRATE_H
+#define ZMIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ZM_BUILDING_LIBRARY)
+#define ZM_API __attribute__((visibility("default")))
+#else
+#define ZM_API
+#endif
+
+#define ZM_VERSION_MAJOR 0
+#define ZM_VERSION_MINOR 1
+#define ZM_VERSION_PATCH 0
+#define ZM_VERSION_STRING "0.1.0"
+
+/* The library's version string, e.g. "0.1.0". */
+ZM_API const char *zm_version(void);
+
+/*
+ * The name of a negative error code returned by this library, e.g.
+ * "corrupt packet (EBADMSG)".  Never returns NULL.
+ */
+ZM_API const char *zm_strerror(int err);
+
+/*
+ * A human-readable message describing the calling thread's most recent
+ * failure in this library, with the details (field, value, valid range).
+ * Empty if nothing has failed on this thread.  The string stays valid until
+ * the next failing call on the same thread.
+ */
+ZM_API const char *zm_errmsg(void);
+
+/* ---------------------------------------------------------------------- */
+/* Codecs                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Codec identifiers.  They travel on the wire (one byte) and are pinned:
+ * an identifier is never reused for another codec.
+ */
+enum zm_codec {
+    ZM_CODEC_NONE = 0,    /* pages travel uncompressed */
+    ZM_CODEC_LZ4 = 1,     /* LZ4 block format; "level" is the acceleration */
+    ZM_CODEC_ZSTD = 2,    /* Zstandard frame */
+    ZM_CODEC_ZLIB = 3,    /* zlib's deflate, raw deflate stream */
+    ZM_CODEC_DEFLATE = 4, /* ISA-L igzip, raw deflate stream */
+    ZM_CODEC_COUNT
+};
+
+/* Ask for the codec's default level. */
+#define ZM_LEVEL_DEFAULT INT32_MIN
+
+/*
+ * The codec called name ("none", "lz4", "zstd", "zlib", "deflate").
+ * Returns its id, -ENOENT for an unknown name, or -EOPNOTSUPP for a codec
+ * this build of the library does not include.
+ */
+ZM_API int zm_codec_by_name(const char *name);
+
+/* The codec's name, or NULL for an unknown id. */
+ZM_API const char *zm_codec_name(int codec);
+
+/* Whether this build of the library includes the codec. */
+ZM_API bool zm_codec_available(int codec);
+
+/*
+ * The codec's range of levels and its default level (any pointer may be
+ * NULL).  Returns 0, or -ENOENT / -EOPNOTSUPP as zm_codec_by_name().
+ *   none 0..0 (0), lz4 1..65537 (1: acceleration, higher is faster),
+ *   zstd 1..19 (1), zlib 1..9 (1), deflate 0..3 (1).
+ */
+ZM_API int zm_codec_levels(int codec, int *min, int *max, int *def);
+
+/* ---------------------------------------------------------------------- */
+/* Packets                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A packet carries a batch of pages of one memory region: an index table,
+ * then the contents of the non-zero pages, compressed or raw, and an xxh3
+ * checksum over the header, the table and the uncompressed contents.
+ * Packets are independent: any packet decodes on its own, in any order.
+ * The format is described in doc/wire-format.md.
+ */
+#define ZM_PACKET_HEADER_SIZE 40u
+
+/* The most pages one packet may carry, whatever the options say. */
+#define ZM_MAX_BATCH_PAGES 1024u
+
+/* Page sizes accepted: powers of two in this range. */
+#define ZM_MIN_PAGE_SIZE 512u
+#define ZM_MAX_PAGE_SIZE 65536u
+
+struct zm_packet_info {
+    uint32_t size;         /* the whole packet, header included */
+    uint32_t region;       /* region the pages belong to */
+    uint32_t page_size;
+    uint32_t pages;        /* pages described: normal + zero */
+    uint32_t zero_pages;   /* pages that are all zero (no payload) */
+    uint32_t data_size;    /* uncompressed bytes of the non-zero pages */
+    uint32_t payload_size; /* bytes of those pages on the wire */
+    int codec;             /* enum zm_codec the payload was made with */
+    int level;             /* level it was made with (informative) */
+    bool raw;              /* payload stored uncompressed */
+};
+
+/*
+ * Reads and checks the fixed header at buf (len >= ZM_PACKET_HEADER_SIZE
+ * bytes) and fills info.  Use it on a byte stream to learn how many bytes
+ * the whole packet takes (info->size) before reading the rest.  Checks the
+ * fields that need no context (magic, version, flags, counts, sizes); the
+ * decoder checks the rest.  Returns 0, -EBADMSG (not a packet or
+ * inconsistent sizes), -EPROTO (another version or unknown flags) or
+ * -EMSGSIZE (more pages than ZM_MAX_BATCH_PAGES).
+ */
+ZM_API int zm_packet_peek(const void *buf, size_t len,
+                          struct zm_packet_info *info);
+
+/* ---------------------------------------------------------------------- */
+/* Encoder: a batch of pages -> one packet                                 */
+/* ---------------------------------------------------------------------- */
+
+typedef struct zm_encoder zm_encoder;
+
+/* One page to send: its number within the region and where it is now. */
+struct zm_page_ref {
+    uint64_t index;
+    const void *data;
+};
+
+struct zm_encoder_options {
+    size_t sizeof_options;  /* sizeof(struct zm_encoder_options) */
+    int codec;              /* enum zm_codec */
+    int level;              /* within zm_codec_levels(), or ZM_LEVEL_DEFAULT */
+    uint32_t page_size;     /* 0 means 4096 */
+    uint32_t max_pages;     /* pages per packet; 0 means 128 */
+    /*
+     * Store-raw rule: when the compressed payload would exceed this many
+     * percent of the input, the pages travel raw.  0 means 90; 1..100.
+     */
+    uint32_t raw_threshold;
+    uint32_t flags;         /* ZM_ENCODER_* */
+};
+
+/*
+ * Always run the codec.  By default a cheap compressibility estimate runs
+ * first, and batches that look incompressible (random or already
+ * compressed data) travel raw without spending time in the codec.
+ */
+#define ZM_ENCODER_NO_ESTIMATE (1u << 0)
+
+/*
+ * Creates an encoder.  Returns 0 and sets *out, or -EINVAL (bad option),
+ * -ERANGE (level outside the codec's range; zm_errmsg() names the range),
+ * -ENOENT / -EOPNOTSUPP (unknown or not built codec), -ENOMEM.
+ */
+ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
+                          zm_encoder **out);
+ZM_API void zm_encoder_free(zm_encoder *enc);
+
+/* The largest packet this encoder can produce: size output buffers so. */
+ZM_API size_t zm_encoder_bound(const zm_encoder *enc);
+
+/*
+ * The pages will not change while zm_encode() runs (the guest is stopped,
+ * or the memory is private).  Without this flag the encoder first copies
+ * each page to a buffer of its own, so that what it compresses and what it
+ * checksums are the same snapshot even while other threads write the page.
+ */
+#define ZM_ENCODE_STABLE (1u << 0)
+
+/*
+ * Encodes count pages (1..max_pages) of region into out, which holds cap
+ * bytes.  Zero pages travel as their index only.  Returns the packet's
+ * size, or -EINVAL (count or index out of range), -ENOBUFS (cap too
+ * small; zm_encoder_bound() is always enough).  info may be NULL.
+ */
+ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
+                         const struct zm_page_ref *pages, unsigned count,
+                         unsigned flags, void *out, size_t cap,
+                         struct zm_packet_info *info);
+
+/* ---------------------------------------------------------------------- */
+/* Decoder: one packet -> pages written into place                         */
+/* ---------------------------------------------------------------------- */
+
+typedef struct zm_decoder zm_decoder;
+
+/* Destination memory of one region. */
+struct zm_region_map {
+    void *base;
+    uint64_t size; /* bytes; pages beyond the last whole page are refused */
+};
+
+struct zm_decoder_options {
+    size_t sizeof_options;  /* sizeof(struct zm_decoder_options) */
+    uint32_t page_size;     /* must match the sender's; 0 means 4096 */
+    uint32_t max_pages;     /* largest batch accepted; 0 means 128 */
+    uint32_t codecs;        /* accepted codecs, bit (1u << id); 0 = all built */
+    const struct zm_region_map *regions; /* copied; region n = regions[n] */
+    unsigned region_count;
+};
+
+ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
+                          zm_decoder **out);
+ZM_API void zm_decoder_free(zm_decoder *dec);
+
+/*
+ * Decodes one packet of len bytes and writes its pages into the regions.
+ * Every field is checked before it is used.  Returns 0 and fills info (may
+ * be NULL), or:
+ *   -EBADMSG  malformed or corrupt: truncated, sizes inconsistent, the
+ *             payload does not decompress, or the checksum does not match;
+ *   -EPROTO   another version, unknown flags, another page size, or a codec
+ *             that was not accepted;
+ *   -ERANGE   a region or page index outside the registered memory;
+ *   -EMSGSIZE more pages than max_pages.
+ * zm_errmsg() has the details.  A failed packet never writes outside the
+ * pages its index table names; those pages may hold partial data.
+ */
+ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
+                     struct zm_packet_info *info);
+
+/* ---------------------------------------------------------------------- */
+/* Guest-like data                                                         */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Fills buf with deterministic memory that resembles a guest's: text, code,
+ * structured records, runs of zero pages and random data, mixed page by
+ * page.  zstd level 1 on 512 KiB batches compresses it about as well as the
+ * Silesia corpus.  The same seed and length always give the same bytes, and
+ * the bytes of a page depend only on the seed and the page's offset, so a
+ * buffer can be filled in parts (offset must be a multiple of 4096).
+ */
+ZM_API void zm_datagen_fill(void *buf, size_t len, uint64_t offset,
+                            uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ZMIGRATE_H */

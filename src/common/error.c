@@ -1,0 +1,61 @@
+/*
+ * error.c - error names, the per-thread message, the version
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+#include "zmigrate.h"
+
+static _Thread_local char last_message[256];
+
+int zm_error(int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(last_message, sizeof(last_message), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+ZM_API const char *zm_errmsg(void)
+{
+    return last_message;
+}
+
+ZM_API const char *zm_version(void)
+{
+    return ZM_VERSION_STRING;
+}
+
+ZM_API const char *zm_strerror(int err)
+{
+    /* The codes this library returns, in the sense it gives them. */
+    switch (-err) {
+    case 0:
+        return "success";
+    case EBADMSG:
+        return "malformed or corrupt data (EBADMSG)";
+    case EPROTO:
+        return "protocol mismatch (EPROTO)";
+    case ERANGE:
+        return "value out of range (ERANGE)";
+    case EMSGSIZE:
+        return "too many pages in one packet (EMSGSIZE)";
+    case ENOBUFS:
+        return "output buffer too small (ENOBUFS)";
+    case EOPNOTSUPP:
+        return "not supported by this build (EOPNOTSUPP)";
+    case ENOENT:
+        return "no such codec (ENOENT)";
+    case EINVAL:
+        return "invalid argument (EINVAL)";
+    case ENOMEM:
+        return "out of memory (ENOMEM)";
+    default:
+        return strerror(-err);
+    }
+}

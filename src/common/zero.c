@@ -1,0 +1,346 @@
+/*
+ * zero.c - zero-page detection: scalar, SSE2, AVX2 and AVX-512 versions
+ *
+ * The file builds with plain -O2: each vector version carries its own
+ * target attribute and runs only when __builtin_cpu_supports() says the
+ * CPU, and the OS for the wider registers, can run it.
+ *
+ * Every version tests its first vector alone, because a non-zero page
+ * nearly always shows it in the first bytes; then it ORs four aligned
+ * vectors per iteration and tests once, since zero pages must be read to
+ * the end and DRAM, not the core, is then the limit. The last vector is an
+ * unaligned load that ends exactly at p + len, so no read leaves the
+ * buffer; lengths below one vector take the small paths.
+ */
+#include "zero.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ZM_ZERO_X86 1
+#endif
+
+static inline uint64_t zm_zero_load64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline uint32_t zm_zero_load32(const unsigned char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* len < 16: two overlapping loads cover every byte without a loop. */
+static inline bool zm_is_zero_small(const unsigned char *s, size_t len)
+{
+    if (len >= 8) {
+        return (zm_zero_load64(s) | zm_zero_load64(s + len - 8)) == 0;
+    }
+    if (len >= 4) {
+        return (zm_zero_load32(s) | zm_zero_load32(s + len - 4)) == 0;
+    }
+    if (len == 0) {
+        return true;
+    }
+    /* First, middle and last cover 1 to 3 bytes. */
+    return (s[0] | s[len / 2] | s[len - 1]) == 0;
+}
+
+static bool zm_is_zero_scalar(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    const unsigned char *q;
+    const unsigned char *end;
+
+    if (len < 16) {
+        return zm_is_zero_small(s, len);
+    }
+    if ((zm_zero_load64(s) | zm_zero_load64(s + 8)) != 0) {
+        return false;
+    }
+    end = s + len;
+    for (q = s + 16; end - q >= 32; q += 32) {
+        if ((zm_zero_load64(q) | zm_zero_load64(q + 8) |
+             zm_zero_load64(q + 16) | zm_zero_load64(q + 24)) != 0) {
+            return false;
+        }
+    }
+    if (end - q > 16 &&
+        (zm_zero_load64(q) | zm_zero_load64(q + 8)) != 0) {
+        return false;
+    }
+    return (zm_zero_load64(end - 16) | zm_zero_load64(end - 8)) == 0;
+}
+
+static bool zm_cpu_any(void)
+{
+    return true;
+}
+
+#ifdef ZM_ZERO_X86
+
+/*
+ * Loads pass (const void *) to the intrinsics: a cast straight to a vector
+ * pointer would claim an alignment unaligned loads do not have.
+ */
+
+/*
+ * Skip from s to the next multiple of align; the bytes skipped were
+ * covered by the first unaligned load, which is at least align long.
+ */
+static inline const unsigned char *zm_zero_align_up(const unsigned char *s,
+                                                    uintptr_t align)
+{
+    return s + ((-(uintptr_t)s) & (align - 1));
+}
+
+__attribute__((target("sse2")))
+static inline bool zm_sse2_nonzero(__m128i v)
+{
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128()))
+        != 0xffff;
+}
+
+__attribute__((target("sse2")))
+static bool zm_is_zero_sse2(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    const unsigned char *q;
+    const unsigned char *end;
+
+    if (len < 16) {
+        return zm_is_zero_small(s, len);
+    }
+    if (zm_sse2_nonzero(_mm_loadu_si128((const void *)s))) {
+        return false;
+    }
+    end = s + len;
+    for (q = zm_zero_align_up(s, 16); end - q >= 64; q += 64) {
+        __m128i a = _mm_load_si128((const void *)q);
+        __m128i b = _mm_load_si128((const void *)(q + 16));
+        __m128i c = _mm_load_si128((const void *)(q + 32));
+        __m128i d = _mm_load_si128((const void *)(q + 48));
+
+        if (zm_sse2_nonzero(_mm_or_si128(_mm_or_si128(a, b),
+                                         _mm_or_si128(c, d)))) {
+            return false;
+        }
+    }
+    for (; end - q >= 16; q += 16) {
+        if (zm_sse2_nonzero(_mm_load_si128((const void *)q))) {
+            return false;
+        }
+    }
+    return q == end ||
+        !zm_sse2_nonzero(_mm_loadu_si128((const void *)(end - 16)));
+}
+
+/*
+ * The AVX versions end with this. GCC 12 does not always clear the upper
+ * vector halves itself (at -O0 and -O1, where the helpers below are
+ * calls, it did not), and dirty upper halves make the caller's SSE code
+ * run several times slower.
+ */
+__attribute__((target("avx")))
+static inline void zm_zero_leave_avx(void)
+{
+    _mm256_zeroupper();
+}
+
+__attribute__((target("avx2")))
+static inline bool zm_avx2_nonzero(__m256i v)
+{
+    return !_mm256_testz_si256(v, v);
+}
+
+__attribute__((target("avx2")))
+static bool zm_is_zero_avx2_body(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    const unsigned char *q;
+    const unsigned char *end;
+
+    if (len < 32) {
+        if (len >= 16) {
+            __m128i v = _mm_or_si128(
+                _mm_loadu_si128((const void *)s),
+                _mm_loadu_si128((const void *)(s + len - 16)));
+
+            return _mm_testz_si128(v, v);
+        }
+        return zm_is_zero_small(s, len);
+    }
+    if (zm_avx2_nonzero(_mm256_loadu_si256((const void *)s))) {
+        return false;
+    }
+    end = s + len;
+    for (q = zm_zero_align_up(s, 32); end - q >= 128; q += 128) {
+        __m256i a = _mm256_load_si256((const void *)q);
+        __m256i b = _mm256_load_si256((const void *)(q + 32));
+        __m256i c = _mm256_load_si256((const void *)(q + 64));
+        __m256i d = _mm256_load_si256((const void *)(q + 96));
+
+        if (zm_avx2_nonzero(_mm256_or_si256(_mm256_or_si256(a, b),
+                                            _mm256_or_si256(c, d)))) {
+            return false;
+        }
+    }
+    for (; end - q >= 32; q += 32) {
+        if (zm_avx2_nonzero(_mm256_load_si256((const void *)q))) {
+            return false;
+        }
+    }
+    return q == end ||
+        !zm_avx2_nonzero(_mm256_loadu_si256((const void *)(end - 32)));
+}
+
+__attribute__((target("avx2")))
+static bool zm_is_zero_avx2(const void *p, size_t len)
+{
+    bool zero = zm_is_zero_avx2_body(p, len);
+
+    zm_zero_leave_avx();
+    return zero;
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static inline bool zm_avx512_nonzero(__m512i v)
+{
+    return _mm512_test_epi64_mask(v, v) != 0;
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static bool zm_is_zero_avx512_body(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    const unsigned char *q;
+    const unsigned char *end;
+
+    if (len < 64) {
+        if (len == 0) {
+            return true;
+        }
+        /* Masked-off bytes are never read, nor can they fault. */
+        return !zm_avx512_nonzero(
+            _mm512_maskz_loadu_epi8(((uint64_t)1 << len) - 1, s));
+    }
+    if (zm_avx512_nonzero(_mm512_loadu_si512(s))) {
+        return false;
+    }
+    end = s + len;
+    for (q = zm_zero_align_up(s, 64); end - q >= 256; q += 256) {
+        __m512i a = _mm512_load_si512(q);
+        __m512i b = _mm512_load_si512(q + 64);
+        __m512i c = _mm512_load_si512(q + 128);
+        __m512i d = _mm512_load_si512(q + 192);
+
+        if (zm_avx512_nonzero(_mm512_or_si512(_mm512_or_si512(a, b),
+                                              _mm512_or_si512(c, d)))) {
+            return false;
+        }
+    }
+    for (; end - q >= 64; q += 64) {
+        if (zm_avx512_nonzero(_mm512_load_si512(q))) {
+            return false;
+        }
+    }
+    return q == end || !zm_avx512_nonzero(_mm512_loadu_si512(end - 64));
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static bool zm_is_zero_avx512(const void *p, size_t len)
+{
+    bool zero = zm_is_zero_avx512_body(p, len);
+
+    zm_zero_leave_avx();
+    return zero;
+}
+
+static bool zm_cpu_sse2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse2");
+}
+
+static bool zm_cpu_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+
+static bool zm_cpu_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw");
+}
+
+#endif /* ZM_ZERO_X86 */
+
+/* Best first: the dispatcher takes the first one supported. */
+const struct zm_zero_impl zm_zero_impls[] = {
+#ifdef ZM_ZERO_X86
+    { .name = "avx512", .is_zero = zm_is_zero_avx512,
+      .supported = zm_cpu_avx512 },
+    { .name = "avx2", .is_zero = zm_is_zero_avx2,
+      .supported = zm_cpu_avx2 },
+    { .name = "sse2", .is_zero = zm_is_zero_sse2,
+      .supported = zm_cpu_sse2 },
+#endif
+    { .name = "scalar", .is_zero = zm_is_zero_scalar,
+      .supported = zm_cpu_any },
+};
+
+const unsigned zm_zero_impl_count =
+    sizeof(zm_zero_impls) / sizeof(zm_zero_impls[0]);
+
+/*
+ * Relaxed ordering is enough: the table is constant data, every entry is
+ * correct, and first callers racing here all store the same pointer.
+ */
+static _Atomic(const struct zm_zero_impl *) zm_zero_chosen;
+
+static const struct zm_zero_impl *zm_zero_pick(void)
+{
+    const struct zm_zero_impl *impl;
+    unsigned i;
+
+    impl = atomic_load_explicit(&zm_zero_chosen, memory_order_relaxed);
+    if (impl != NULL) {
+        return impl;
+    }
+    impl = &zm_zero_impls[zm_zero_impl_count - 1];
+    for (i = 0; i < zm_zero_impl_count; i++) {
+        if (zm_zero_impls[i].supported()) {
+            impl = &zm_zero_impls[i];
+            break;
+        }
+    }
+    atomic_store_explicit(&zm_zero_chosen, impl, memory_order_relaxed);
+    return impl;
+}
+
+bool zm_is_zero(const void *p, size_t len)
+{
+    const struct zm_zero_impl *impl;
+
+    impl = atomic_load_explicit(&zm_zero_chosen, memory_order_relaxed);
+    if (__builtin_expect(impl == NULL, 0)) {
+        impl = zm_zero_pick();
+    }
+    return impl->is_zero(p, len);
+}
+
+const char *zm_zero_impl_name(void)
+{
+    return zm_zero_pick()->name;
+}
