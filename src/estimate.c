@@ -7,17 +7,21 @@
 
 #include "estimate.h"
 
-#define SAMPLES_PER_PAGE 8
+/* 8 bytes out of every 512: 1/64 of the data, in any page size. */
 #define SAMPLE_BYTES 8
+#define SAMPLE_SPACING 512
 
 double zm_estimate_entropy(const struct iovec *iov, int iovcnt,
                            size_t page_size)
 {
     uint32_t counts[256] = { 0 };
     size_t total = 0;
-    /* Positions step by a prime so that records of a power-of-two size do
-     * not always show the same field. */
-    size_t stride = (page_size - SAMPLE_BYTES) / SAMPLES_PER_PAGE;
+    size_t samples = page_size >= 2 * SAMPLE_SPACING
+                         ? page_size / SAMPLE_SPACING
+                         : 1;
+    /* An odd stride, and a start that moves from page to page, so that
+     * records of a power-of-two size do not always show the same field. */
+    size_t stride = (page_size - SAMPLE_BYTES) / samples;
     size_t page_seq = 0;
 
     stride -= stride % 2 == 0 ? 1 : 0;
@@ -28,14 +32,14 @@ double zm_estimate_entropy(const struct iovec *iov, int iovcnt,
              off += page_size, page_seq++) {
             size_t pos = (page_seq * 37) % stride;
 
-            for (int s = 0; s < SAMPLES_PER_PAGE; s++, pos += stride) {
+            for (size_t s = 0; s < samples; s++, pos += stride) {
                 const unsigned char *p = base + off + pos;
 
                 for (int b = 0; b < SAMPLE_BYTES; b++) {
                     counts[p[b]]++;
                 }
             }
-            total += SAMPLES_PER_PAGE * SAMPLE_BYTES;
+            total += samples * SAMPLE_BYTES;
         }
     }
     if (total == 0) {
