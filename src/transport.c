@@ -1,0 +1,446 @@
+/*
+ * transport.c - TCP, UNIX-socket and file streams behind zm_conn_ops
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "transport.h"
+
+/* ---- URIs ---- */
+
+static int copy_field(char *dst, size_t cap, const char *src, size_t len,
+                      const char *text, const char *what)
+{
+    if (len == 0 || len >= cap) {
+        return zm_error(-EINVAL, "URI '%s': %s is %s", text, what,
+                        len == 0 ? "empty" : "too long");
+    }
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return 0;
+}
+
+int zm_uri_parse(const char *text, struct zm_uri *uri)
+{
+    memset(uri, 0, sizeof(*uri));
+    if (strncmp(text, "unix:", 5) == 0 || strncmp(text, "file:", 5) == 0) {
+        uri->kind = text[0] == 'u' ? ZM_URI_UNIX : ZM_URI_FILE;
+        size_t max = uri->kind == ZM_URI_UNIX
+                         ? sizeof(((struct sockaddr_un *)0)->sun_path)
+                         : sizeof(uri->path);
+        return copy_field(uri->path, max, text + 5, strlen(text + 5), text,
+                          "the path");
+    }
+    if (strncmp(text, "tcp:", 4) != 0) {
+        return zm_error(-EINVAL, "URI '%s': expected tcp:HOST:PORT, "
+                        "unix:PATH or file:PATH", text);
+    }
+    const char *host = text + 4;
+    const char *colon;
+    size_t host_len;
+
+    uri->kind = ZM_URI_TCP;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (!close || close[1] != ':') {
+            return zm_error(-EINVAL, "URI '%s': expected [ADDRESS]:PORT",
+                            text);
+        }
+        host++;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(host, ':');
+        if (!colon) {
+            return zm_error(-EINVAL, "URI '%s': expected tcp:HOST:PORT",
+                            text);
+        }
+        host_len = (size_t)(colon - host);
+    }
+    int ret = copy_field(uri->host, sizeof(uri->host), host, host_len, text,
+                         "the host");
+    if (ret < 0) {
+        return ret;
+    }
+    const char *port = colon + 1;
+    char *end;
+    errno = 0;
+    unsigned long value = strtoul(port, &end, 10);
+    if (*port == '\0' || *end != '\0' || value > 65535 || errno) {
+        return zm_error(-EINVAL, "URI '%s': port '%s' is not 0..65535",
+                        text, port);
+    }
+    return copy_field(uri->port, sizeof(uri->port), port, strlen(port),
+                      text, "the port");
+}
+
+/* ---- descriptors ---- */
+
+static ssize_t fd_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
+{
+    ssize_t n = writev(conn->fd, iov, iovcnt);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t fd_read(zm_conn *conn, void *buf, size_t len)
+{
+    ssize_t n = read(conn->fd, buf, len);
+    return n < 0 ? -errno : n;
+}
+
+static void socket_shutdown(zm_conn *conn)
+{
+    shutdown(conn->fd, SHUT_RDWR);
+}
+
+static void file_shutdown(zm_conn *conn)
+{
+    (void)conn; /* file I/O does not block indefinitely */
+}
+
+static void fd_close(zm_conn *conn)
+{
+    close(conn->fd);
+    free(conn);
+}
+
+static const struct zm_conn_ops socket_ops = {
+    .writev = fd_writev,
+    .read = fd_read,
+    .shutdown = socket_shutdown,
+    .close = fd_close,
+};
+
+static const struct zm_conn_ops file_ops = {
+    .writev = fd_writev,
+    .read = fd_read,
+    .shutdown = file_shutdown,
+    .close = fd_close,
+};
+
+static int conn_new(int fd, const struct zm_conn_ops *ops, zm_conn **out)
+{
+    zm_conn *conn = malloc(sizeof(*conn));
+
+    if (!conn) {
+        close(fd);
+        return zm_error(-ENOMEM, "out of memory");
+    }
+    conn->ops = ops;
+    conn->fd = fd;
+    *out = conn;
+    return 0;
+}
+
+int zm_conn_from_fd(int fd, zm_conn **out)
+{
+    return conn_new(fd, &socket_ops, out);
+}
+
+static void tune_socket(int fd, int family)
+{
+    int one = 1;
+
+    if (family == AF_INET || family == AF_INET6) {
+        /* Packets are written whole; waiting to coalesce only adds delay
+         * to the small control messages. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+}
+
+static int resolve(const struct zm_uri *uri, bool passive,
+                   struct addrinfo **res)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = passive ? AI_PASSIVE : 0,
+    };
+    int ret = getaddrinfo(uri->host, uri->port, &hints, res);
+
+    if (ret != 0) {
+        return zm_error(-EHOSTUNREACH, "tcp:%s:%s: %s", uri->host, uri->port,
+                        gai_strerror(ret));
+    }
+    return 0;
+}
+
+static int unix_address(const struct zm_uri *uri, struct sockaddr_un *sun)
+{
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    if (strlen(uri->path) >= sizeof(sun->sun_path)) {
+        return zm_error(-ENAMETOOLONG, "unix:%s: path too long", uri->path);
+    }
+    strcpy(sun->sun_path, uri->path);
+    return 0;
+}
+
+int zm_conn_connect(const struct zm_uri *uri, zm_conn **out)
+{
+    int fd, ret;
+
+    if (uri->kind == ZM_URI_FILE) {
+        fd = open(uri->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            return zm_error(-errno, "file:%s: %s", uri->path,
+                            strerror(errno));
+        }
+        return conn_new(fd, &file_ops, out);
+    }
+    if (uri->kind == ZM_URI_UNIX) {
+        struct sockaddr_un sun;
+        if ((ret = unix_address(uri, &sun)) < 0) {
+            return ret;
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+            ret = -errno;
+            if (fd >= 0) {
+                close(fd);
+            }
+            return zm_error(ret, "unix:%s: %s", uri->path, strerror(-ret));
+        }
+        return conn_new(fd, &socket_ops, out);
+    }
+
+    struct addrinfo *res, *ai;
+    if ((ret = resolve(uri, false, &res)) < 0) {
+        return ret;
+    }
+    ret = -ECONNREFUSED;
+    for (ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            ret = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            tune_socket(fd, ai->ai_family);
+            break;
+        }
+        ret = -errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (!ai) {
+        return zm_error(ret, "tcp:%s:%s: %s", uri->host, uri->port,
+                        strerror(-ret));
+    }
+    return conn_new(fd, &socket_ops, out);
+}
+
+int zm_conn_open_file(const struct zm_uri *uri, zm_conn **out)
+{
+    int fd = open(uri->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return zm_error(-errno, "file:%s: %s", uri->path, strerror(errno));
+    }
+    return conn_new(fd, &file_ops, out);
+}
+
+int zm_conn_write_all(zm_conn *conn, const struct iovec *iov, int iovcnt)
+{
+    struct iovec local[ZM_CONN_MAX_IOV];
+    struct iovec *v = local;
+
+    if (iovcnt < 0 || iovcnt > ZM_CONN_MAX_IOV) {
+        return zm_error(-EINVAL, "write: %d buffers, at most %d", iovcnt,
+                        ZM_CONN_MAX_IOV);
+    }
+    /* A private copy, advanced past what each short write took. */
+    memcpy(local, iov, (size_t)iovcnt * sizeof(*iov));
+    while (iovcnt > 0) {
+        ssize_t n = conn->ops->writev(conn, v, iovcnt);
+        if (n == -EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return (int)n;
+        }
+        while (iovcnt > 0 && (size_t)n >= v->iov_len) {
+            n -= (ssize_t)v->iov_len;
+            v++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            v->iov_base = (char *)v->iov_base + n;
+            v->iov_len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+int zm_conn_read_all(zm_conn *conn, void *buf, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = conn->ops->read(conn, (char *)buf + got, len - got);
+        if (n == -EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return (int)n;
+        }
+        if (n == 0) {
+            return got == 0 ? -ENODATA : -ECONNRESET;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+void zm_conn_shutdown(zm_conn *conn)
+{
+    if (conn) {
+        conn->ops->shutdown(conn);
+    }
+}
+
+void zm_conn_close(zm_conn *conn)
+{
+    if (conn) {
+        conn->ops->close(conn);
+    }
+}
+
+/* ---- listeners ---- */
+
+struct zm_listener {
+    int fd;
+    struct zm_uri uri;
+    char uri_text[PATH_MAX + 16];
+};
+
+int zm_listener_open(const struct zm_uri *uri, zm_listener **out)
+{
+    zm_listener *lst = calloc(1, sizeof(*lst));
+    int ret;
+
+    if (!lst) {
+        return zm_error(-ENOMEM, "out of memory");
+    }
+    lst->fd = -1;
+    lst->uri = *uri;
+    if (uri->kind == ZM_URI_FILE) {
+        free(lst);
+        return zm_error(-EINVAL, "file:%s: a file is opened, not listened "
+                        "on", uri->path);
+    }
+    if (uri->kind == ZM_URI_UNIX) {
+        struct sockaddr_un sun;
+        if ((ret = unix_address(uri, &sun)) < 0) {
+            free(lst);
+            return ret;
+        }
+        unlink(uri->path); /* a stale socket from an earlier run */
+        lst->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (lst->fd < 0 ||
+            bind(lst->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+            listen(lst->fd, 64) < 0) {
+            ret = zm_error(-errno, "unix:%s: %s", uri->path,
+                           strerror(errno));
+            zm_listener_close(lst);
+            return ret;
+        }
+        snprintf(lst->uri_text, sizeof(lst->uri_text), "unix:%s",
+                 uri->path);
+        *out = lst;
+        return 0;
+    }
+
+    struct addrinfo *res;
+    if ((ret = resolve(uri, true, &res)) < 0) {
+        free(lst);
+        return ret;
+    }
+    int one = 1;
+    lst->fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
+                     res->ai_protocol);
+    if (lst->fd < 0 ||
+        setsockopt(lst->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) <
+            0 ||
+        bind(lst->fd, res->ai_addr, res->ai_addrlen) < 0 ||
+        listen(lst->fd, 64) < 0) {
+        ret = zm_error(-errno, "tcp:%s:%s: %s", uri->host, uri->port,
+                       strerror(errno));
+        freeaddrinfo(res);
+        zm_listener_close(lst);
+        return ret;
+    }
+    freeaddrinfo(res);
+
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof(ss);
+    char host[256], port[16];
+    getsockname(lst->fd, (struct sockaddr *)&ss, &sslen);
+    getnameinfo((struct sockaddr *)&ss, sslen, host, sizeof(host), port,
+                sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(lst->uri_text, sizeof(lst->uri_text),
+             strchr(host, ':') ? "tcp:[%s]:%s" : "tcp:%s:%s", host, port);
+    *out = lst;
+    return 0;
+}
+
+const char *zm_listener_uri(const zm_listener *lst)
+{
+    return lst->uri_text;
+}
+
+int zm_listener_accept(zm_listener *lst, int timeout_ms, zm_conn **out)
+{
+    struct pollfd pfd = { .fd = lst->fd, .events = POLLIN };
+
+    for (;;) {
+        int ret = poll(&pfd, 1, timeout_ms);
+        if (ret < 0 && errno == EINTR) {
+            continue;
+        }
+        if (ret < 0) {
+            return zm_error(-errno, "%s: %s", lst->uri_text,
+                            strerror(errno));
+        }
+        if (ret == 0) {
+            return zm_error(-ETIMEDOUT, "%s: no peer connected within "
+                            "%d ms", lst->uri_text, timeout_ms);
+        }
+        int fd = accept4(lst->fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) {
+            continue;
+        }
+        if (fd < 0) {
+            return zm_error(-errno, "%s: accept: %s", lst->uri_text,
+                            strerror(errno));
+        }
+        tune_socket(fd, lst->uri.kind == ZM_URI_TCP ? AF_INET : AF_UNIX);
+        return conn_new(fd, &socket_ops, out);
+    }
+}
+
+void zm_listener_close(zm_listener *lst)
+{
+    if (!lst) {
+        return;
+    }
+    if (lst->fd >= 0) {
+        close(lst->fd);
+        if (lst->uri.kind == ZM_URI_UNIX) {
+            unlink(lst->uri.path);
+        }
+    }
+    free(lst);
+}

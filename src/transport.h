@@ -1,0 +1,96 @@
+/*
+ * transport.h - byte streams between the two ends of a migration
+ *
+ * A connection is a reliable byte stream behind a small ops table, so that
+ * TLS, a fault-injecting proxy or a resumable channel can be slotted in
+ * without touching the engine or the session.  Today: TCP, UNIX sockets,
+ * and files (a saved migration stream).
+ */
+#ifndef ZM_TRANSPORT_H
+#define ZM_TRANSPORT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum zm_uri_kind {
+    ZM_URI_TCP,  /* tcp:HOST:PORT, HOST may be [v6] */
+    ZM_URI_UNIX, /* unix:PATH */
+    ZM_URI_FILE, /* file:PATH */
+};
+
+struct zm_uri {
+    enum zm_uri_kind kind;
+    char host[256];
+    char port[16];
+    char path[PATH_MAX];
+};
+
+/* Parses text into uri; -EINVAL with zm_errmsg() set when it is not one. */
+int zm_uri_parse(const char *text, struct zm_uri *uri);
+
+typedef struct zm_conn zm_conn;
+
+struct zm_conn_ops {
+    /* Writes some of iov; returns bytes written or a negative errno. */
+    ssize_t (*writev)(zm_conn *conn, const struct iovec *iov, int iovcnt);
+    /* Reads up to len bytes; 0 at end of stream, or a negative errno. */
+    ssize_t (*read)(zm_conn *conn, void *buf, size_t len);
+    /* Makes blocked and later reads and writes fail (cancellation). */
+    void (*shutdown)(zm_conn *conn);
+    void (*close)(zm_conn *conn);
+};
+
+struct zm_conn {
+    const struct zm_conn_ops *ops;
+    int fd;
+};
+
+/* Connects to uri (for file: creates or truncates the file). */
+int zm_conn_connect(const struct zm_uri *uri, zm_conn **out);
+
+/* Opens an existing file: URI for reading. */
+int zm_conn_open_file(const struct zm_uri *uri, zm_conn **out);
+
+/* Wraps a connected descriptor; the connection owns it from now on. */
+int zm_conn_from_fd(int fd, zm_conn **out);
+
+#define ZM_CONN_MAX_IOV 64
+
+/*
+ * Writes all of iov (at most ZM_CONN_MAX_IOV buffers), retrying short
+ * writes; 0 or a negative errno.
+ */
+int zm_conn_write_all(zm_conn *conn, const struct iovec *iov, int iovcnt);
+
+/*
+ * Reads exactly len bytes.  Returns 0, -ENODATA when the stream ended
+ * before the first byte (a clean end), -ECONNRESET when it ended in the
+ * middle, or another negative errno.
+ */
+int zm_conn_read_all(zm_conn *conn, void *buf, size_t len);
+
+void zm_conn_shutdown(zm_conn *conn);
+/* Closes and frees; accepts NULL. */
+void zm_conn_close(zm_conn *conn);
+
+typedef struct zm_listener zm_listener;
+
+/* Listens on a tcp: or unix: URI; port 0 picks a free port. */
+int zm_listener_open(const struct zm_uri *uri, zm_listener **out);
+
+/* The URI peers should connect to (with the port actually bound). */
+const char *zm_listener_uri(const zm_listener *lst);
+
+/*
+ * Waits up to timeout_ms (-1: forever) for a peer.  Returns 0 and sets
+ * *out, -ETIMEDOUT, or another negative errno.
+ */
+int zm_listener_accept(zm_listener *lst, int timeout_ms, zm_conn **out);
+
+/* Closes and frees; removes the socket file of a unix: listener. */
+void zm_listener_close(zm_listener *lst);
+
+#endif /* ZM_TRANSPORT_H */

@@ -1,0 +1,196 @@
+/*
+ * test_transport.c - URIs and the TCP, UNIX and file streams
+ *
+ * Large multi-buffer writes arrive whole through short writes; a clean end
+ * of stream and one in mid-message are told apart; accept times out;
+ * shutdown wakes a blocked reader.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "test_util.h"
+#include "transport.h"
+#include "zmigrate.h"
+
+#define BIG (8u << 20)
+
+static void test_uris(void)
+{
+    struct zm_uri u;
+
+    CHECK(zm_uri_parse("tcp:127.0.0.1:4444", &u) == 0 &&
+              u.kind == ZM_URI_TCP && strcmp(u.host, "127.0.0.1") == 0 &&
+              strcmp(u.port, "4444") == 0,
+          "tcp v4");
+    CHECK(zm_uri_parse("tcp:[::1]:0", &u) == 0 &&
+              strcmp(u.host, "::1") == 0 && strcmp(u.port, "0") == 0,
+          "tcp v6");
+    CHECK(zm_uri_parse("unix:/tmp/x.sock", &u) == 0 &&
+              u.kind == ZM_URI_UNIX && strcmp(u.path, "/tmp/x.sock") == 0,
+          "unix");
+    CHECK(zm_uri_parse("file:/tmp/guest.zm", &u) == 0 &&
+              u.kind == ZM_URI_FILE,
+          "file");
+    static const char *const bad[] = {
+        "tcp:host", "tcp::80", "tcp:host:", "tcp:host:65536",
+        "tcp:host:8x", "tcp:[::1]80", "udp:host:1", "unix:", "file:", "",
+    };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK(zm_uri_parse(bad[i], &u) == -EINVAL, "'%s' accepted", bad[i]);
+        CHECK(strlen(zm_errmsg()) > 0, "'%s': no message", bad[i]);
+    }
+    char longpath[200];
+    memset(longpath, 'a', sizeof(longpath));
+    memcpy(longpath, "unix:", 5);
+    longpath[sizeof(longpath) - 1] = '\0';
+    CHECK(zm_uri_parse(longpath, &u) == -EINVAL, "unix path > sun_path");
+}
+
+struct writer_args {
+    zm_conn *conn;
+    const unsigned char *data;
+    int ret;
+};
+
+/* Writes data as 64 uneven buffers, then closes its end. */
+static void *writer(void *arg)
+{
+    struct writer_args *w = arg;
+    struct iovec iov[64];
+    size_t off = 0;
+
+    for (int i = 0; i < 64; i++) {
+        size_t len = i == 63 ? BIG - off : (BIG / 64) + (i % 2 ? 777 : -777);
+        iov[i] = (struct iovec){ (void *)(w->data + off), len };
+        off += len;
+    }
+    w->ret = zm_conn_write_all(w->conn, iov, 64);
+    zm_conn_close(w->conn);
+    return NULL;
+}
+
+static void test_stream(const char *uri_text)
+{
+    static unsigned char sent[BIG], got[BIG];
+    struct zm_uri uri;
+    zm_listener *lst;
+    zm_conn *client, *server;
+    pthread_t thread;
+
+    t_fill_random(sent, BIG, 3);
+    memset(got, 0, BIG);
+    CHECK(zm_uri_parse(uri_text, &uri) == 0, "%s", zm_errmsg());
+    CHECK(zm_listener_open(&uri, &lst) == 0, "listen %s: %s", uri_text,
+          zm_errmsg());
+    CHECK(zm_uri_parse(zm_listener_uri(lst), &uri) == 0, "bound uri %s",
+          zm_listener_uri(lst));
+    CHECK(zm_conn_connect(&uri, &client) == 0, "connect %s: %s",
+          zm_listener_uri(lst), zm_errmsg());
+    CHECK(zm_listener_accept(lst, 5000, &server) == 0, "accept: %s",
+          zm_errmsg());
+
+    struct writer_args w = { client, sent, -1 };
+    pthread_create(&thread, NULL, writer, &w);
+    CHECK(zm_conn_read_all(server, got, BIG) == 0, "read_all");
+    pthread_join(thread, NULL);
+    CHECK(w.ret == 0, "write_all: %d", w.ret);
+    CHECK(memcmp(sent, got, BIG) == 0, "%s: data differs", uri_text);
+    CHECK(zm_conn_read_all(server, got, 1) == -ENODATA, "clean end");
+    zm_conn_close(server);
+
+    /* Ends in the middle of a message. */
+    CHECK(zm_conn_connect(&uri, &client) == 0, "connect");
+    CHECK(zm_listener_accept(lst, 5000, &server) == 0, "accept");
+    struct iovec half = { sent, 10 };
+    CHECK(zm_conn_write_all(client, &half, 1) == 0, "write 10");
+    zm_conn_close(client);
+    CHECK(zm_conn_read_all(server, got, 20) == -ECONNRESET, "torn end");
+    zm_conn_close(server);
+
+    CHECK(zm_listener_accept(lst, 50, &server) == -ETIMEDOUT,
+          "accept timeout");
+    zm_listener_close(lst);
+    printf("%s: ok\n", uri_text);
+}
+
+static zm_conn *shutdown_target;
+
+static void *blocked_reader(void *arg)
+{
+    unsigned char byte;
+    int *ret = arg;
+
+    *ret = zm_conn_read_all(shutdown_target, &byte, 1);
+    return NULL;
+}
+
+static void test_shutdown(void)
+{
+    struct zm_uri uri;
+    zm_listener *lst;
+    zm_conn *client;
+    pthread_t thread;
+    int ret = 1;
+
+    zm_uri_parse("tcp:127.0.0.1:0", &uri);
+    CHECK(zm_listener_open(&uri, &lst) == 0, "listen");
+    zm_uri_parse(zm_listener_uri(lst), &uri);
+    CHECK(zm_conn_connect(&uri, &client) == 0, "connect");
+    CHECK(zm_listener_accept(lst, 5000, &shutdown_target) == 0, "accept");
+    pthread_create(&thread, NULL, blocked_reader, &ret);
+    usleep(50 * 1000);
+    zm_conn_shutdown(shutdown_target);
+    pthread_join(thread, NULL);
+    CHECK(ret == -ENODATA, "blocked read after shutdown: %d", ret);
+    zm_conn_close(shutdown_target);
+    zm_conn_close(client);
+    zm_listener_close(lst);
+}
+
+static void test_file(void)
+{
+    static unsigned char data[1 << 20], back[1 << 20];
+    char path[] = "/tmp/zm-test-transport-XXXXXX";
+    int fd = mkstemp(path);
+    struct zm_uri uri;
+    zm_conn *conn;
+    char text[64];
+
+    close(fd);
+    snprintf(text, sizeof(text), "file:%s", path);
+    t_fill_random(data, sizeof(data), 4);
+    CHECK(zm_uri_parse(text, &uri) == 0, "file uri");
+    CHECK(zm_conn_connect(&uri, &conn) == 0, "create: %s", zm_errmsg());
+    struct iovec iov = { data, sizeof(data) };
+    CHECK(zm_conn_write_all(conn, &iov, 1) == 0, "write");
+    zm_conn_close(conn);
+    CHECK(zm_conn_open_file(&uri, &conn) == 0, "open: %s", zm_errmsg());
+    CHECK(zm_conn_read_all(conn, back, sizeof(back)) == 0, "read");
+    CHECK(memcmp(data, back, sizeof(data)) == 0, "file data differs");
+    CHECK(zm_conn_read_all(conn, back, 1) == -ENODATA, "file end");
+    zm_conn_close(conn);
+    unlink(path);
+
+    zm_listener *lst;
+    CHECK(zm_listener_open(&uri, &lst) == -EINVAL, "listen on a file");
+    snprintf(text, sizeof(text), "file:/nonexistent-dir/x");
+    zm_uri_parse(text, &uri);
+    CHECK(zm_conn_open_file(&uri, &conn) == -ENOENT, "missing file");
+    CHECK(strstr(zm_errmsg(), "/nonexistent-dir/x") != NULL, "message: %s",
+          zm_errmsg());
+}
+
+int main(void)
+{
+    char unix_uri[64];
+
+    test_uris();
+    test_stream("tcp:127.0.0.1:0");
+    snprintf(unix_uri, sizeof(unix_uri), "unix:/tmp/zm-test-%d.sock",
+             (int)getpid());
+    test_stream(unix_uri);
+    test_shutdown();
+    test_file();
+    return t_exit();
+}
