@@ -201,7 +201,8 @@ ZM_API size_t zm_encoder_bound(const zm_encoder *enc);
  * Encodes count pages (1..max_pages) of region into out, which holds cap
  * bytes.  Zero pages travel as their index only.  Returns the packet's
  * size, or -EINVAL (count or index out of range), -ENOBUFS (cap too
- * small; zm_encoder_bound() is always enough).  info may be NULL.
+ * small; zm_encoder_bound() is always enough), -EIO (the codec library
+ * failed).  info may be NULL.
  */
 ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
                          const struct zm_page_ref *pages, unsigned count,
@@ -242,9 +243,15 @@ ZM_API void zm_decoder_free(zm_decoder *dec);
  *   -EPROTO   another version, unknown flags, another page size, or a codec
  *             that was not accepted;
  *   -ERANGE   a region or page index outside the registered memory;
- *   -EMSGSIZE more pages than max_pages.
+ *   -EMSGSIZE more pages than max_pages;
+ *   -ENOMEM   the codec's context could not be made (first use only).
  * zm_errmsg() has the details.  A failed packet never writes outside the
  * pages its index table names; those pages may hold partial data.
+ *
+ * Pages are written in index-table order.  A packet may be decoded into
+ * place and read back for its checksum, so no other thread may write the
+ * pages it names while zm_decode() runs (a migration sends a page at most
+ * once per round, and rounds are separated).
  */
 ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
                      struct zm_packet_info *info);

@@ -66,6 +66,14 @@ ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
         return zm_error(-EINVAL, "decoder: %u regions but no region table",
                         o.region_count);
     }
+    for (unsigned r = 0; r < o.region_count; r++) {
+        /* Every page offset must be addressable without wrapping. */
+        if (o.regions[r].size > SIZE_MAX - (uintptr_t)o.regions[r].base) {
+            return zm_error(-EINVAL, "decoder: region %u of %llu bytes "
+                            "does not fit the address space", r,
+                            (unsigned long long)o.regions[r].size);
+        }
+    }
 
     dec = calloc(1, sizeof(*dec));
     if (!dec) {
@@ -174,7 +182,8 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
                             "beyond its %llu pages", index, h.region,
                             (unsigned long long)region_pages);
         }
-        if (i < h.normal_count && index != first + i) {
+        /* In 64 bits: [2^32 - 1, 0] must not pass for consecutive. */
+        if (i < h.normal_count && (uint64_t)index != (uint64_t)first + i) {
             consecutive = false;
         }
     }

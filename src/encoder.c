@@ -289,7 +289,7 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
             .data_size = (uint32_t)data_size,
             .payload_size = (uint32_t)payload_size,
             .codec = enc->codec->id,
-            .level = enc->level,
+            .level = h.level,
             .raw = pkt_flags & ZM_PKT_RAW,
         };
     }

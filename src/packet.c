@@ -88,6 +88,10 @@ int zm_packet_parse_header(const void *buf, size_t len,
                         h->normal_count, 1u << h->page_shift,
                         h->flags & ZM_PKT_RAW ? "raw" : "compressed");
     }
+    if (h->codec == ZM_CODEC_NONE && h->normal_count > 0 &&
+        !(h->flags & ZM_PKT_RAW)) {
+        return zm_error(-EBADMSG, "packet: codec none without the raw flag");
+    }
     if (h->normal_count > 0 && h->payload_size == 0) {
         return zm_error(-EBADMSG, "packet: %u pages with an empty payload",
                         h->normal_count);

@@ -3,12 +3,17 @@
  *
  * Truncated packets, trailing bytes, every single-bit flip, and each header
  * field set to a bad value are refused with the documented error, and never
- * change memory outside the pages the packet names.
+ * change memory outside the pages the packet names: for pages scattered
+ * (decoded through a scratch buffer) and consecutive (decoded in place).
+ * Forged packets with a valid checksum test the checks behind it.
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "endian_util.h"
+#include "hash.h"
+#include "packet.h"
 #include "test_util.h"
 #include "zmigrate.h"
 
@@ -16,10 +21,18 @@
 #define REGION_PAGES 64u
 #define CANARY 0x3c
 
+#define PACKET_CAP (ZM_PACKET_HEADER_SIZE + 16 * 4 + 16 * PAGE)
+
 static struct t_guarded region_mem;
 static zm_decoder *dec;
-static unsigned char packet[ZM_PACKET_HEADER_SIZE + 16 * 4 + 16 * PAGE];
-static unsigned char bad[sizeof(packet) + 16];
+static unsigned char packet[PACKET_CAP];
+static unsigned char bad[PACKET_CAP + 64];
+/* Packets are decoded from the end of this, so over-reads fault. */
+static struct t_guarded wire;
+
+/* The normal pages of the packet under test, in table order. */
+static unsigned char data[7 * PAGE];
+static size_t data_len;
 
 /* Pages the packet under test names; all others must keep the canary. */
 static bool named[REGION_PAGES];
@@ -45,7 +58,12 @@ static void check_outside_untouched(const char *what)
     }
 }
 
-static size_t make_packet(int codec, const unsigned char *src)
+/* src page 4 is the zero page. */
+static const unsigned scattered[7] = { 10, 11, 12, 13, 40, 41, 50 };
+static const unsigned consecutive[7] = { 20, 21, 22, 23, 40, 24, 25 };
+
+static size_t make_packet(int codec, const unsigned char *src,
+                          const unsigned *indices)
 {
     struct zm_encoder_options opts = {
         .sizeof_options = sizeof(opts),
@@ -53,15 +71,18 @@ static size_t make_packet(int codec, const unsigned char *src)
         .level = ZM_LEVEL_DEFAULT,
         .max_pages = 16,
     };
-    /* Consecutive pages, a zero page, and two pages further away. */
-    static const unsigned indices[] = { 10, 11, 12, 13, 40, 41, 50 };
     struct zm_page_ref refs[7];
     zm_encoder *enc;
 
     memset(named, 0, sizeof(named));
+    data_len = 0;
     for (unsigned i = 0; i < 7; i++) {
         refs[i] = (struct zm_page_ref){ indices[i], src + i * PAGE };
         named[indices[i]] = true;
+        if (i != 4) {
+            memcpy(data + data_len, src + i * PAGE, PAGE);
+            data_len += PAGE;
+        }
     }
     if (zm_encoder_new(&opts, &enc) < 0) {
         return 0;
@@ -76,7 +97,9 @@ static void expect(int want, const unsigned char *pkt, size_t len,
                    const char *what)
 {
     reset_region();
-    int ret = zm_decode(dec, pkt, len, NULL);
+    unsigned char *at = wire.data + (PACKET_CAP + 64 - len);
+    memcpy(at, pkt, len);
+    int ret = zm_decode(dec, at, len, NULL);
     CHECK(ret == want, "%s: got %d (%s), want %d", what, ret, zm_errmsg(),
           want);
     if (ret < 0) {
@@ -117,10 +140,12 @@ static void test_bit_flips(size_t n, const char *codec)
     size_t table_end = ZM_PACKET_HEADER_SIZE + 7 * 4;
     for (size_t bit = 0; bit < n * 8;
          bit += bit < table_end * 8 ? 1 : 61) {
-        memcpy(bad, packet, n);
-        bad[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        unsigned char *at = wire.data + (PACKET_CAP + 64 - n);
+        memcpy(at, packet, n);
+        at[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        memcpy(bad, at, n);
         reset_region();
-        if (zm_decode(dec, bad, n, NULL) == 0) {
+        if (zm_decode(dec, at, n, NULL) == 0) {
             if (bit >= table_end * 8 &&
                 memcmp(region_mem.data, intact, region_size) == 0) {
                 harmless++;
@@ -193,6 +218,139 @@ static void test_fields(size_t n)
     expect(-EBADMSG, bad, n, "a zero page claimed as normal");
 }
 
+/*
+ * Re-signs bad after an edit, as a malicious or buggy sender
+ * would: the checksum is right for the intended pages, so only the checks
+ * behind it can refuse the packet.
+ */
+static void resign(void)
+{
+    uint32_t pages = zm_get_le32(bad + 16) + zm_get_le32(bad + 20);
+
+    zm_put_le64(bad + ZM_PKT_CHECKSUM_OFFSET,
+                zm_packet_checksum(bad, pages, zm_hash64(data, data_len, 0)));
+}
+
+/* Appends extra bytes to the payload of packet (n bytes) and re-signs. */
+static size_t append_payload(size_t n, const void *extra, size_t len)
+{
+    memcpy(bad, packet, n);
+    memcpy(bad + n, extra, len);
+    zm_put_le32(bad + 24, zm_get_le32(bad + 24) + (uint32_t)len);
+    resign();
+    return n + len;
+}
+
+static void test_forged(int codec, size_t n)
+{
+    char what[64];
+    bool raw = packet[6] & ZM_PKT_RAW;
+
+    /* The intact packet re-signed still decodes: resign() is right. */
+    memcpy(bad, packet, n);
+    resign();
+    snprintf(what, sizeof(what), "%s re-signed", zm_codec_name(codec));
+    expect(0, bad, n, what);
+
+    if (!raw) {
+        static const unsigned char junk[8] = { 0 };
+        snprintf(what, sizeof(what), "%s with trailing bytes",
+                 zm_codec_name(codec));
+        expect(-EBADMSG, bad, append_payload(n, junk, 1), what);
+        expect(-EBADMSG, bad, append_payload(n, junk, 8), what);
+        /* Marked raw, the compressed payload has the wrong size. */
+        memcpy(bad, packet, n);
+        bad[6] |= ZM_PKT_RAW;
+        resign();
+        expect(-EBADMSG, bad, n, "compressed payload marked raw");
+    }
+    if (codec == ZM_CODEC_ZSTD && !raw) {
+        /* A skippable frame, then a second (empty) frame. */
+        static const unsigned char skippable[8] = { 0x50, 0x2a, 0x4d, 0x18 };
+        expect(-EBADMSG, bad, append_payload(n, skippable, 8),
+               "zstd + skippable frame");
+        static const unsigned char empty_frame[] = {
+            0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x01, 0x00, 0x00,
+        };
+        expect(-EBADMSG, bad, append_payload(n, empty_frame, 9),
+               "zstd + empty frame");
+    }
+    if (codec == ZM_CODEC_LZ4 && !raw) {
+        static const unsigned char empty_block[4] = { 0 };
+        expect(-EBADMSG, bad, append_payload(n, empty_block, 4),
+               "lz4 + empty block");
+    }
+    if (codec == ZM_CODEC_NONE) {
+        memcpy(bad, packet, n);
+        bad[6] &= (unsigned char)~ZM_PKT_RAW;
+        resign();
+        expect(-EBADMSG, bad, n, "none without the raw flag");
+    }
+    /* No pages at all. */
+    memcpy(bad, packet, ZM_PACKET_HEADER_SIZE);
+    zm_put_le32(bad + 16, 0);
+    zm_put_le32(bad + 20, 0);
+    zm_put_le32(bad + 24, 0);
+    bad[6] &= (unsigned char)~ZM_PKT_RAW;
+    data_len = 0;
+    resign();
+    expect(-EBADMSG, bad, ZM_PACKET_HEADER_SIZE, "no pages");
+}
+
+/*
+ * Page 2^32 - 1 then page 0 of a region of 2^32 pages is no run: each page
+ * goes where its index says and nothing past the region is written (the
+ * page after it is inaccessible).
+ */
+static void test_index_wrap(void)
+{
+    const size_t small = 512;
+    const size_t region_size = (size_t)1 << 41; /* 2^32 pages of 512 B */
+    unsigned char *map = mmap(NULL, region_size + 4096,
+                              PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                              -1, 0);
+    if (map == MAP_FAILED) {
+        printf("index wrap: no 2 TiB of address space, skipped\n");
+        return;
+    }
+    mprotect(map + region_size, 4096, PROT_NONE);
+
+    unsigned char pages[2][512];
+    memset(pages[0], 0x41, small);
+    memset(pages[1], 0x42, small);
+    struct zm_page_ref refs[2] = { { 0xffffffffu, pages[0] },
+                                   { 0, pages[1] } };
+    struct zm_region_map region = { map, region_size };
+    struct zm_decoder_options dopts = { .sizeof_options = sizeof(dopts),
+                                        .page_size = 512,
+                                        .regions = &region,
+                                        .region_count = 1 };
+    for (int codec = 0; codec < ZM_CODEC_COUNT; codec++) {
+        struct zm_encoder_options eopts = { .sizeof_options = sizeof(eopts),
+                                            .codec = codec,
+                                            .level = ZM_LEVEL_DEFAULT,
+                                            .page_size = 512 };
+        zm_encoder *enc;
+        zm_decoder *wrap_dec;
+        if (zm_encoder_new(&eopts, &enc) < 0) {
+            continue;
+        }
+        CHECK(zm_decoder_new(&dopts, &wrap_dec) == 0, "decoder");
+        ssize_t n = zm_encode(enc, 0, refs, 2, 0, packet, sizeof(packet),
+                              NULL);
+        CHECK(n > 0, "encode: %s", zm_errmsg());
+        int ret = zm_decode(wrap_dec, packet, (size_t)n, NULL);
+        CHECK(ret == 0, "%s: decode: %s", zm_codec_name(codec), zm_errmsg());
+        CHECK(memcmp(map + region_size - small, pages[0], small) == 0 &&
+                  memcmp(map, pages[1], small) == 0,
+              "%s: pages not where their indices say", zm_codec_name(codec));
+        zm_decoder_free(wrap_dec);
+        zm_encoder_free(enc);
+    }
+    munmap(map, region_size + 4096);
+}
+
 static void test_negotiation(size_t n)
 {
     struct zm_region_map region = { region_mem.data,
@@ -237,6 +395,7 @@ int main(void)
     };
 
     region_mem = t_guarded_alloc((size_t)REGION_PAGES * PAGE);
+    wire = t_guarded_alloc(PACKET_CAP + 64);
     region = (struct zm_region_map){ region_mem.data,
                                      (uint64_t)REGION_PAGES * PAGE };
     CHECK(zm_decoder_new(&opts, &dec) == 0, "decoder: %s", zm_errmsg());
@@ -253,23 +412,30 @@ int main(void)
         if (!zm_codec_available(codec)) {
             continue;
         }
-        size_t n = make_packet(codec, src);
-        if (n == 0) {
-            continue;
+        for (int layout = 0; layout < 2; layout++) {
+            size_t n = make_packet(codec, src,
+                                   layout ? consecutive : scattered);
+            if (n == 0) {
+                continue;
+            }
+            expect(0, packet, n, "the intact packet");
+            test_truncation(n, zm_codec_name(codec));
+            test_bit_flips(n, zm_codec_name(codec));
+            test_forged(codec, n);
+            /* Field checks want a compressed packet: the first codec. */
+            if (codec != ZM_CODEC_NONE && !fields_done) {
+                test_fields(n);
+                test_negotiation(n);
+                fields_done = true;
+            }
+            printf("%s, %s pages: %zu-byte packet, corruptions refused\n",
+                   zm_codec_name(codec),
+                   layout ? "consecutive" : "scattered", n);
         }
-        expect(0, packet, n, "the intact packet");
-        test_truncation(n, zm_codec_name(codec));
-        test_bit_flips(n, zm_codec_name(codec));
-        /* Field checks want a compressed packet: the first codec. */
-        if (codec != ZM_CODEC_NONE && !fields_done) {
-            test_fields(n);
-            test_negotiation(n);
-            fields_done = true;
-        }
-        printf("%s: %zu-byte packet, corruptions refused\n",
-               zm_codec_name(codec), n);
     }
+    test_index_wrap();
     zm_decoder_free(dec);
+    t_guarded_free(&wire);
     t_guarded_free(&region_mem);
     return t_exit();
 }

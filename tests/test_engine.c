@@ -379,6 +379,82 @@ static void test_concurrent_writes(void)
     free(dst);
 }
 
+/*
+ * The limits: 1024 pages of 512 bytes and 64 pages of 64 KiB per packet,
+ * into the second of two regions, consecutive and scattered, for every
+ * codec at its default level.
+ */
+static void test_extremes(void)
+{
+    static const struct { uint32_t page_size, pages; } shapes[] = {
+        { 512, ZM_MAX_BATCH_PAGES }, { 65536, 64 },
+    };
+    for (unsigned sh = 0; sh < 2; sh++) {
+        uint32_t ps = shapes[sh].page_size, count = shapes[sh].pages;
+        size_t size = (size_t)ps * count * 2;
+        unsigned char *src = aligned_alloc(4096, size);
+        unsigned char *dst[2] = { aligned_alloc(4096, 4096),
+                                  aligned_alloc(4096, size) };
+        struct zm_region_map regions[2] = { { dst[0], 4096 },
+                                            { dst[1], size } };
+        struct zm_decoder_options dopts = {
+            .sizeof_options = sizeof(dopts), .page_size = ps,
+            .max_pages = count, .regions = regions, .region_count = 2,
+        };
+        struct zm_page_ref *refs = calloc(count, sizeof(*refs));
+        size_t cap = ZM_PACKET_HEADER_SIZE + 4 * count + (size_t)ps * count;
+        unsigned char *pkt = malloc(cap);
+        zm_decoder *dec;
+
+        zm_datagen_fill(src, size, 0, 21);
+        CHECK(zm_decoder_new(&dopts, &dec) == 0, "decoder: %s", zm_errmsg());
+        for (int codec = 0; codec < ZM_CODEC_COUNT; codec++) {
+            struct zm_encoder_options eopts = {
+                .sizeof_options = sizeof(eopts), .codec = codec,
+                .level = ZM_LEVEL_DEFAULT, .page_size = ps,
+                .max_pages = count,
+            };
+            zm_encoder *enc;
+            if (zm_encoder_new(&eopts, &enc) < 0) {
+                continue;
+            }
+            CHECK(zm_encoder_bound(enc) == cap, "bound");
+            for (unsigned mode = 0; mode < 4; mode++) {
+                unsigned step = mode & 1 ? 2 : 1; /* scattered: every other */
+                unsigned flags = mode & 2 ? ZM_ENCODE_STABLE : 0;
+                memset(dst[1], CANARY, size);
+                for (uint32_t i = 0; i < count; i++) {
+                    refs[i] = (struct zm_page_ref){
+                        (uint64_t)i * step, src + (size_t)i * step * ps };
+                }
+                ssize_t n = zm_encode(enc, 1, refs, count, flags, pkt, cap,
+                                      NULL);
+                int ret = n > 0 ? zm_decode(dec, pkt, (size_t)n, NULL) : -1;
+                CHECK(ret == 0, "%s, %u x %u B, mode %u: %s",
+                      zm_codec_name(codec), count, ps, mode, zm_errmsg());
+                unsigned bad = 0;
+                for (uint32_t i = 0; i < count * 2; i++) {
+                    bool sent = i % step == 0 && i / step < count;
+                    const unsigned char *got = dst[1] + (size_t)i * ps;
+                    if (sent ? memcmp(got, src + (size_t)i * ps, ps) != 0
+                             : got[0] != CANARY || got[ps - 1] != CANARY) {
+                        bad++;
+                    }
+                }
+                CHECK(bad == 0, "%s, %u x %u B, mode %u: %u pages wrong",
+                      zm_codec_name(codec), count, ps, mode, bad);
+            }
+            zm_encoder_free(enc);
+        }
+        zm_decoder_free(dec);
+        free(pkt);
+        free(refs);
+        free(src);
+        free(dst[0]);
+        free(dst[1]);
+    }
+}
+
 int main(void)
 {
     packet_cap = ZM_PACKET_HEADER_SIZE + 128 * 4 + 128 * PAGE;
@@ -388,6 +464,7 @@ int main(void)
     test_store_rules();
     test_round_trips();
     test_concurrent_writes();
+    test_extremes();
     for (int k = 0; k < KIND_COUNT; k++) {
         free(sources[k]);
     }

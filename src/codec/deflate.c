@@ -135,7 +135,9 @@ static int deflate_decompress(void *opaque, const void *src, size_t src_len,
     is->avail_in = (uint32_t)src_len;
     is->next_out = dst;
     is->avail_out = (uint32_t)dst_len;
-    if (isal_inflate_stateless(is) != ISAL_DECOMP_OK || is->avail_out != 0) {
+    /* ISA-L hands back the bytes after the stream: there must be none. */
+    if (isal_inflate_stateless(is) != ISAL_DECOMP_OK || is->avail_out != 0 ||
+        is->avail_in != 0) {
         return -EBADMSG;
     }
     return 0;

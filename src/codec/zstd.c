@@ -5,6 +5,7 @@
  * level set once, so that a packet pays no allocation or table setup.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include <zstd.h>
@@ -106,6 +107,16 @@ static int zstd_decompress(void *opaque, const void *src, size_t src_len,
                            void *dst, size_t dst_len)
 {
     struct zstd_state *st = opaque;
+    const unsigned char *in = src;
+
+    /* Exactly one frame of the current format: no skippable frames, no
+     * trailing frames, and none of the legacy decoders libzstd may carry. */
+    if (src_len < 4 ||
+        (uint32_t)(in[0] | in[1] << 8 | in[2] << 16 | (uint32_t)in[3] << 24) !=
+            ZSTD_MAGICNUMBER ||
+        ZSTD_findFrameCompressedSize(src, src_len) != src_len) {
+        return -EBADMSG;
+    }
     size_t ret = ZSTD_decompressDCtx(st->dctx, dst, dst_len, src, src_len);
 
     if (ZSTD_isError(ret) || ret != dst_len) {
