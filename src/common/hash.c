@@ -91,11 +91,15 @@ static bool zm_cpu_avx2(void)
     return __builtin_cpu_supports("avx2");
 }
 
-/* -mavx512f implies AVX2 code too; every AVX-512F CPU has it anyway. */
+/*
+ * Everything hash_avx512.c may be built with: -mavx512f implies AVX2, and
+ * the build may add -mavx512bw. Only Xeon Phi has AVX-512F without BW.
+ */
 static bool zm_cpu_avx512(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx2");
 }
 #endif

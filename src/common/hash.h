@@ -21,7 +21,10 @@
  */
 #define ZM_HASH_STATE_SIZE 576
 
-/* Caller-owned streaming state: on the stack or inside another struct. */
+/*
+ * Caller-owned streaming state: on the stack or inside another struct.
+ * On the heap it needs aligned_alloc(64, ...), as malloc() aligns less.
+ */
 typedef struct zm_hash_state {
     _Alignas(64) unsigned char opaque[ZM_HASH_STATE_SIZE];
 } zm_hash_state;

@@ -1,9 +1,10 @@
 /*
- * hash_avx512.c - xxhash's XXH3, compiled for AVX-512F
+ * hash_avx512.c - xxhash's XXH3, compiled for AVX-512
  *
- * Build flags: -mavx512f, so the whole file may use AVX-512F. hash.c calls
- * it only when __builtin_cpu_supports() reports avx512f and avx2; building
- * with a wider flag needs a matching check there.
+ * Build flags: -mavx512f, optionally with -mavx512bw; the whole file may
+ * use them. hash.c calls it only when __builtin_cpu_supports() reports
+ * avx512f, avx512bw and avx2; building with a wider flag needs a matching
+ * check there.
  */
 #ifndef __AVX512F__
 #error "hash_avx512.c must be compiled with -mavx512f"

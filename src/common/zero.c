@@ -23,7 +23,10 @@
 #define ZM_ZERO_X86 1
 #endif
 
-static inline uint64_t zm_zero_load64(const unsigned char *p)
+/* Inlined even at -O0, so debug and sanitizer builds stay quick. */
+#define ZM_ZERO_INLINE static inline __attribute__((always_inline))
+
+ZM_ZERO_INLINE uint64_t zm_zero_load64(const unsigned char *p)
 {
     uint64_t v;
 
@@ -31,7 +34,7 @@ static inline uint64_t zm_zero_load64(const unsigned char *p)
     return v;
 }
 
-static inline uint32_t zm_zero_load32(const unsigned char *p)
+ZM_ZERO_INLINE uint32_t zm_zero_load32(const unsigned char *p)
 {
     uint32_t v;
 
@@ -40,7 +43,7 @@ static inline uint32_t zm_zero_load32(const unsigned char *p)
 }
 
 /* len < 16: two overlapping loads cover every byte without a loop. */
-static inline bool zm_is_zero_small(const unsigned char *s, size_t len)
+ZM_ZERO_INLINE bool zm_is_zero_small(const unsigned char *s, size_t len)
 {
     if (len >= 8) {
         return (zm_zero_load64(s) | zm_zero_load64(s + len - 8)) == 0;
@@ -97,14 +100,14 @@ static bool zm_cpu_any(void)
  * Skip from s to the next multiple of align; the bytes skipped were
  * covered by the first unaligned load, which is at least align long.
  */
-static inline const unsigned char *zm_zero_align_up(const unsigned char *s,
-                                                    uintptr_t align)
+ZM_ZERO_INLINE const unsigned char *zm_zero_align_up(const unsigned char *s,
+                                                     uintptr_t align)
 {
     return s + ((-(uintptr_t)s) & (align - 1));
 }
 
 __attribute__((target("sse2")))
-static inline bool zm_sse2_nonzero(__m128i v)
+ZM_ZERO_INLINE bool zm_sse2_nonzero(__m128i v)
 {
     return _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128()))
         != 0xffff;
@@ -151,13 +154,13 @@ static bool zm_is_zero_sse2(const void *p, size_t len)
  * run several times slower.
  */
 __attribute__((target("avx")))
-static inline void zm_zero_leave_avx(void)
+ZM_ZERO_INLINE void zm_zero_leave_avx(void)
 {
     _mm256_zeroupper();
 }
 
 __attribute__((target("avx2")))
-static inline bool zm_avx2_nonzero(__m256i v)
+ZM_ZERO_INLINE bool zm_avx2_nonzero(__m256i v)
 {
     return !_mm256_testz_si256(v, v);
 }
@@ -213,7 +216,7 @@ static bool zm_is_zero_avx2(const void *p, size_t len)
 }
 
 __attribute__((target("avx512f,avx512bw")))
-static inline bool zm_avx512_nonzero(__m512i v)
+ZM_ZERO_INLINE bool zm_avx512_nonzero(__m512i v)
 {
     return _mm512_test_epi64_mask(v, v) != 0;
 }
@@ -333,6 +336,10 @@ bool zm_is_zero(const void *p, size_t len)
 {
     const struct zm_zero_impl *impl;
 
+    /* Most pages are not zero and show it here, with no indirect call. */
+    if (len >= 8 && zm_zero_load64(p) != 0) {
+        return false;
+    }
     impl = atomic_load_explicit(&zm_zero_chosen, memory_order_relaxed);
     if (__builtin_expect(impl == NULL, 0)) {
         impl = zm_zero_pick();
