@@ -26,6 +26,13 @@ struct zm_encoder {
     uint32_t max_pages;
     uint32_t raw_threshold;
     uint32_t flags;
+    /*
+     * Whether to run the estimate on the next batch.  It pays only on
+     * incompressible data, which comes in runs (a video buffer, a page
+     * cache of compressed files); after a batch that compressed, the
+     * codec runs untested, and one that does not fit turns it back on.
+     */
+    bool estimate_next;
     unsigned char *snapshot;  /* max_pages pages: the copy we compress */
     struct iovec *iov;        /* the normal pages, adjacent ones merged */
     uint32_t *zero_index;     /* zero pages, appended after the normal ones */
@@ -97,6 +104,7 @@ ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
     enc->max_pages = max_pages;
     enc->raw_threshold = raw_threshold;
     enc->flags = o.flags;
+    enc->estimate_next = !(o.flags & ZM_ENCODER_NO_ESTIMATE);
     enc->snapshot = aligned_alloc(64, (size_t)max_pages * page_size);
     enc->iov = calloc(max_pages, sizeof(*enc->iov));
     enc->zero_index = calloc(max_pages, sizeof(*enc->zero_index));
@@ -163,30 +171,35 @@ static ssize_t encode_payload(zm_encoder *enc, int iovcnt, size_t data_size,
     struct iovec snapshot;
     int srccnt = iovcnt;
 
-    if (enc->codec->id != ZM_CODEC_NONE &&
-        ((enc->flags & ZM_ENCODER_NO_ESTIMATE) ||
-         zm_estimate_entropy(src, srccnt, enc->page_size) <
-             ZM_INCOMPRESSIBLE_BITS)) {
+    if (enc->codec->id != ZM_CODEC_NONE) {
         if (!(flags & ZM_ENCODE_STABLE)) {
             /* Another thread may write the pages while the codec reads
-             * them; compress and hash one private copy so they agree. */
+             * them; compress and hash one private copy so they agree.
+             * The estimate then reads the copy too, from cache. */
             copy_iov(enc->snapshot, src, srccnt);
             snapshot = (struct iovec){ enc->snapshot, data_size };
             src = &snapshot;
             srccnt = 1;
         }
-        size_t limit = data_size * enc->raw_threshold / 100;
-        ssize_t n = enc->codec->compress(enc->codec_state, src, srccnt,
-                                         data_size, payload,
-                                         limit < room ? limit : room);
-        if (n >= 0) {
-            *data_hash = hash_iov(src, srccnt);
-            *raw = false;
-            return n;
-        }
-        if (n != -ENOBUFS) {
-            return zm_error((int)n, "encode: %s failed: %s",
-                            enc->codec->name, zm_strerror((int)n));
+        bool hopeless = enc->estimate_next &&
+                        zm_estimate_entropy(src, srccnt, enc->page_size) >=
+                            ZM_INCOMPRESSIBLE_BITS;
+        if (!hopeless) {
+            size_t limit = data_size * enc->raw_threshold / 100;
+            ssize_t n = enc->codec->compress(enc->codec_state, src, srccnt,
+                                             data_size, payload,
+                                             limit < room ? limit : room);
+            if (n >= 0) {
+                enc->estimate_next = false;
+                *data_hash = hash_iov(src, srccnt);
+                *raw = false;
+                return n;
+            }
+            if (n != -ENOBUFS) {
+                return zm_error((int)n, "encode: %s failed: %s",
+                                enc->codec->name, zm_strerror((int)n));
+            }
+            enc->estimate_next = !(enc->flags & ZM_ENCODER_NO_ESTIMATE);
         }
     }
     if (data_size > room) {
