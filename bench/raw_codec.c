@@ -50,8 +50,8 @@ static void none_fini(void *state)
     (void)state;
 }
 
-static size_t none_compress(void *state, const void *src, size_t len,
-                            void *dst, size_t cap)
+static size_t none_compress(void *state, const void *src, size_t len, void *dst,
+                            size_t cap)
 {
     (void)state;
     if (len > cap) {
@@ -435,12 +435,12 @@ void raw_codec_versions(char *buf, size_t size)
     int n;
 
     buf[0] = '\0';
-#define ZM_BENCH_ADD(...)                                                  \
-    do {                                                                   \
-        n = snprintf(buf + used, size - used, __VA_ARGS__);                \
-        if (n > 0 && (size_t)n < size - used) {                            \
-            used += (size_t)n;                                             \
-        }                                                                  \
+#define ZM_BENCH_ADD(...)                                   \
+    do {                                                    \
+        n = snprintf(buf + used, size - used, __VA_ARGS__); \
+        if (n > 0 && (size_t)n < size - used) {             \
+            used += (size_t)n;                              \
+        }                                                   \
     } while (0)
     ZM_BENCH_ADD("zmigrate %s", zm_version());
 #if ZM_HAVE_ZSTD

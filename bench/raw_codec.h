@@ -23,8 +23,8 @@ struct raw_codec {
                        size_t cap);
 
     /* Returns 0 when dst holds exactly len decompressed bytes, else -1. */
-    int (*decompress)(void *state, const void *src, size_t src_len,
-                      void *dst, size_t len);
+    int (*decompress)(void *state, const void *src, size_t src_len, void *dst,
+                      size_t len);
 };
 
 /* The baseline for codec id, or NULL when this build lacks the library. */

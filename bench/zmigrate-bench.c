@@ -53,12 +53,7 @@ enum stage {
 };
 
 /* The engine's figure paired with the library's, for the speed ratios. */
-enum share {
-    SH_LIVE,
-    SH_STABLE,
-    SH_DEC,
-    SH_COUNT
-};
+enum share { SH_LIVE, SH_STABLE, SH_DEC, SH_COUNT };
 
 static const int share_stage[SH_COUNT][2] = {
     [SH_LIVE] = { ST_LIVE_COMP, ST_RAW_COMP },
@@ -108,9 +103,9 @@ struct result {
     uint64_t raw_bytes;
     uint64_t live_bytes;
     uint64_t stable_bytes;
-    size_t raw_batches;  /* batches the engine sent uncompressed */
-    size_t zero_pages;   /* pages the engine sent as indices only */
-    unsigned quiet;      /* stage passes that held the core >= 95% */
+    size_t raw_batches; /* batches the engine sent uncompressed */
+    size_t zero_pages;  /* pages the engine sent as indices only */
+    unsigned quiet;     /* stage passes that held the core >= 95% */
     unsigned timed;
 };
 
@@ -231,108 +226,146 @@ static void json_string(const char *s)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-"NAME\n"
-"    zmigrate-bench - libzmigrate's engine against the raw codec libraries\n"
-"\n"
-"SYNOPSIS\n"
-"    zmigrate-bench codecs [--data corpus[:DIR] | --data generated]\n"
-"                          [--size SIZE] [--codec NAME[:LEVEL],...]\n"
-"                          [--runs N] [--batch-pages N] [--no-estimate]\n"
-"                          [--quick] [--json]\n"
-"    zmigrate-bench --help\n"
-"\n"
-"DESCRIPTION\n"
-"    Cuts the data into 4 KiB pages and batches of 128 pages (512 KiB, the\n"
-"    batch QEMU multifd sends) and, for each codec and level, makes timed\n"
-"    passes over all batches with the same buffers:\n"
-"\n"
-"      raw compress     the library's one-shot call on the batch, with a\n"
-"                       context made once (ZSTD_compressCCtx,\n"
-"                       LZ4_compress_fast_extState, deflate raw with\n"
-"                       deflateReset, isal_deflate_stateless); memcpy for\n"
-"                       \"none\";\n"
-"      engine live      zm_encode() of the batch's page refs, flags 0: the\n"
-"                       pages are copied to a snapshot first, as while the\n"
-"                       guest runs;\n"
-"      engine stable    zm_encode() with ZM_ENCODE_STABLE (no snapshot);\n"
-"      raw decompress   the library's one-shot decompression;\n"
-"      engine decode    zm_decode() of the live packets into a destination\n"
-"                       region, checksum verified.\n"
-"\n"
-"    The stages of a pass run back to back and their order rotates from\n"
-"    pass to pass.  Each stage reports MB/s of wall-clock time and MB/cpu-s\n"
-"    of the thread's CPU time (MB = 1e6 bytes of uncompressed input), the\n"
-"    median of the timed passes after one untimed warm-up that also checks\n"
-"    every round trip.  Engine/raw speed ratios are the median of the\n"
-"    per-pass ratios of CPU time: CPU time leaves out the time another job\n"
-"    held the core, so it is the robust figure on a shared machine.\n"
-"    Compression ratio = input bytes / output bytes; the engine's output\n"
-"    is whole packets (header, page table, payload), zero pages travel as\n"
-"    indices only, and batches that do not compress travel raw.\n"
-"\n"
-"    Then it times zero-page detection (zm_is_zero, every implementation\n"
-"    this CPU supports, one call per all-zero 4 KiB page over 256 MiB: a\n"
-"    full scan, the worst case), xxh3 (zm_hash64) per page and per batch,\n"
-"    and the batch copy of the live path, and prints the share of zero\n"
-"    pages and the effective migration rate with 2 compressing and 2\n"
-"    decompressing cores on 1, 10 and 25 Gbit/s links:\n"
-"    min(2 x compress, 2 x decompress, link x ratio), in MB/s of guest\n"
-"    memory.\n"
-"\n"
-"    The output is Markdown: a header naming the machine, the libraries,\n"
-"    the implementations and the data, then the tables.\n"
-"\n"
-"OPTIONS\n"
-"    -d, --data corpus[:DIR]\n"
-"        The Silesia corpus files found in DIR (dickens, mozilla, mr, nci,\n"
-"        ooffice, osdb, reymont, samba, sao, webster, x-ray, xml).  Each\n"
-"        file is cut on its own, as codec-limits does: batches never\n"
-"        straddle files, a file's last batch may be short and its last\n"
-"        page is padded with zeros.  Without DIR: ../shared/corpus from the\n"
-"        current directory, then from the source tree.\n"
-"    -d, --data generated\n"
-"        Guest-like memory from zm_datagen_fill() with a fixed seed.\n"
-"        Default: the corpus when it is found, else generated data.\n"
-"    -s, --size SIZE\n"
-"        Bytes of generated data, with an optional K, M or G suffix (KiB,\n"
-"        MiB, GiB); rounded up to whole pages.  Default 64M.\n"
-"    -c, --codec NAME[:LEVEL],...\n"
-"        The rows to run.  NAME is none, lz4, zstd, zlib or deflate; LEVEL\n"
-"        defaults to the codec's default.  Default: none, lz4:1, zstd:1,\n"
-"        zstd:3, zlib:1, zlib:6, deflate:0, deflate:1, deflate:3, each if\n"
-"        this build has its library.\n"
-"    -r, --runs N\n"
-"        Timed passes per stage, 1..%d; the median is reported.  Default\n"
-"        5.  The short memory tests make at least %d.\n"
-"    -b, --batch-pages N\n"
-"        Pages per batch, 1..%u.  Default 128.\n"
-"    -E, --no-estimate\n"
-"        Create the encoders with ZM_ENCODER_NO_ESTIMATE: always run the\n"
-"        codec, even on batches that look incompressible.\n"
-"    -q, --quick\n"
-"        A short run for demos: 32 MiB of generated data, rows none,\n"
-"        lz4:1, zstd:1, deflate:1, zlib:1, one timed pass.  Options given\n"
-"        explicitly take precedence.\n"
-"    -j, --json\n"
-"        One JSON object per line instead of Markdown: \"type\" is \"meta\",\n"
-"        \"codec\", \"micro\" or \"zero_share\".\n"
-"    -h, --help\n"
-"        This text.\n"
-"\n"
-"EXAMPLES\n"
-"    zmigrate-bench codecs --data corpus:../shared/corpus\n"
-"    zmigrate-bench codecs --data generated --size 256M --runs 9\n"
-"    zmigrate-bench codecs --codec lz4,zstd:3,deflate:1 --json\n"
-"    zmigrate-bench codecs --quick\n"
-"\n"
-"EXIT STATUS\n"
-"    0   the figures were printed;\n"
-"    1   failure: data unreadable, out of memory, or a round trip or a\n"
-"        codec call failed;\n"
-"    2   usage error: unknown command or option, bad value, unknown or\n"
-"        unbuilt codec, level out of range.\n",
-            MAX_RUNS, MICRO_MIN_RUNS, ZM_MAX_BATCH_PAGES);
+    fprintf(
+        f,
+        "NAME\n"
+        "    zmigrate-bench - libzmigrate's engine against the raw codec "
+        "libraries\n"
+        "\n"
+        "SYNOPSIS\n"
+        "    zmigrate-bench codecs [--data corpus[:DIR] | --data generated]\n"
+        "                          [--size SIZE] [--codec NAME[:LEVEL],...]\n"
+        "                          [--runs N] [--batch-pages N] "
+        "[--no-estimate]\n"
+        "                          [--quick] [--json]\n"
+        "    zmigrate-bench --help\n"
+        "\n"
+        "DESCRIPTION\n"
+        "    Cuts the data into 4 KiB pages and batches of 128 pages (512 KiB, "
+        "the\n"
+        "    batch QEMU multifd sends) and, for each codec and level, makes "
+        "timed\n"
+        "    passes over all batches with the same buffers:\n"
+        "\n"
+        "      raw compress     the library's one-shot call on the batch, with "
+        "a\n"
+        "                       context made once (ZSTD_compressCCtx,\n"
+        "                       LZ4_compress_fast_extState, deflate raw with\n"
+        "                       deflateReset, isal_deflate_stateless); memcpy "
+        "for\n"
+        "                       \"none\";\n"
+        "      engine live      zm_encode() of the batch's page refs, flags 0: "
+        "the\n"
+        "                       pages are copied to a snapshot first, as while "
+        "the\n"
+        "                       guest runs;\n"
+        "      engine stable    zm_encode() with ZM_ENCODE_STABLE (no "
+        "snapshot);\n"
+        "      raw decompress   the library's one-shot decompression;\n"
+        "      engine decode    zm_decode() of the live packets into a "
+        "destination\n"
+        "                       region, checksum verified.\n"
+        "\n"
+        "    The stages of a pass run back to back and their order rotates "
+        "from\n"
+        "    pass to pass.  Each stage reports MB/s of wall-clock time and "
+        "MB/cpu-s\n"
+        "    of the thread's CPU time (MB = 1e6 bytes of uncompressed input), "
+        "the\n"
+        "    median of the timed passes after one untimed warm-up that also "
+        "checks\n"
+        "    every round trip.  Engine/raw speed ratios are the median of the\n"
+        "    per-pass ratios of CPU time: CPU time leaves out the time another "
+        "job\n"
+        "    held the core, so it is the robust figure on a shared machine.\n"
+        "    Compression ratio = input bytes / output bytes; the engine's "
+        "output\n"
+        "    is whole packets (header, page table, payload), zero pages travel "
+        "as\n"
+        "    indices only, and batches that do not compress travel raw.\n"
+        "\n"
+        "    Then it times zero-page detection (zm_is_zero, every "
+        "implementation\n"
+        "    this CPU supports, one call per all-zero 4 KiB page over 256 MiB: "
+        "a\n"
+        "    full scan, the worst case), xxh3 (zm_hash64) per page and per "
+        "batch,\n"
+        "    and the batch copy of the live path, and prints the share of "
+        "zero\n"
+        "    pages and the effective migration rate with 2 compressing and 2\n"
+        "    decompressing cores on 1, 10 and 25 Gbit/s links:\n"
+        "    min(2 x compress, 2 x decompress, link x ratio), in MB/s of "
+        "guest\n"
+        "    memory.\n"
+        "\n"
+        "    The output is Markdown: a header naming the machine, the "
+        "libraries,\n"
+        "    the implementations and the data, then the tables.\n"
+        "\n"
+        "OPTIONS\n"
+        "    -d, --data corpus[:DIR]\n"
+        "        The Silesia corpus files found in DIR (dickens, mozilla, mr, "
+        "nci,\n"
+        "        ooffice, osdb, reymont, samba, sao, webster, x-ray, xml).  "
+        "Each\n"
+        "        file is cut on its own, as codec-limits does: batches never\n"
+        "        straddle files, a file's last batch may be short and its "
+        "last\n"
+        "        page is padded with zeros.  Without DIR: ../shared/corpus "
+        "from the\n"
+        "        current directory, then from the source tree.\n"
+        "    -d, --data generated\n"
+        "        Guest-like memory from zm_datagen_fill() with a fixed seed.\n"
+        "        Default: the corpus when it is found, else generated data.\n"
+        "    -s, --size SIZE\n"
+        "        Bytes of generated data, with an optional K, M or G suffix "
+        "(KiB,\n"
+        "        MiB, GiB); rounded up to whole pages.  Default 64M.\n"
+        "    -c, --codec NAME[:LEVEL],...\n"
+        "        The rows to run.  NAME is none, lz4, zstd, zlib or deflate; "
+        "LEVEL\n"
+        "        defaults to the codec's default.  Default: none, lz4:1, "
+        "zstd:1,\n"
+        "        zstd:3, zlib:1, zlib:6, deflate:0, deflate:1, deflate:3, each "
+        "if\n"
+        "        this build has its library.\n"
+        "    -r, --runs N\n"
+        "        Timed passes per stage, 1..%d; the median is reported.  "
+        "Default\n"
+        "        5.  The short memory tests make at least %d.\n"
+        "    -b, --batch-pages N\n"
+        "        Pages per batch, 1..%u.  Default 128.\n"
+        "    -E, --no-estimate\n"
+        "        Create the encoders with ZM_ENCODER_NO_ESTIMATE: always run "
+        "the\n"
+        "        codec, even on batches that look incompressible.\n"
+        "    -q, --quick\n"
+        "        A short run for demos: 32 MiB of generated data, rows none,\n"
+        "        lz4:1, zstd:1, deflate:1, zlib:1, one timed pass.  Options "
+        "given\n"
+        "        explicitly take precedence.\n"
+        "    -j, --json\n"
+        "        One JSON object per line instead of Markdown: \"type\" is "
+        "\"meta\",\n"
+        "        \"codec\", \"micro\" or \"zero_share\".\n"
+        "    -h, --help\n"
+        "        This text.\n"
+        "\n"
+        "EXAMPLES\n"
+        "    zmigrate-bench codecs --data corpus:../shared/corpus\n"
+        "    zmigrate-bench codecs --data generated --size 256M --runs 9\n"
+        "    zmigrate-bench codecs --codec lz4,zstd:3,deflate:1 --json\n"
+        "    zmigrate-bench codecs --quick\n"
+        "\n"
+        "EXIT STATUS\n"
+        "    0   the figures were printed;\n"
+        "    1   failure: data unreadable, out of memory, or a round trip or "
+        "a\n"
+        "        codec call failed;\n"
+        "    2   usage error: unknown command or option, bad value, unknown "
+        "or\n"
+        "        unbuilt codec, level out of range.\n",
+        MAX_RUNS, MICRO_MIN_RUNS, ZM_MAX_BATCH_PAGES);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -475,8 +508,7 @@ static int parse_codecs(const char *list, unsigned batch_pages,
     return ret;
 }
 
-static void default_codecs(bool quick, struct row_spec *rows,
-                           unsigned *nrows)
+static void default_codecs(bool quick, struct row_spec *rows, unsigned *nrows)
 {
     static const struct row_spec full[] = {
         { ZM_CODEC_NONE, 0 },    { ZM_CODEC_LZ4, 1 },
@@ -486,9 +518,8 @@ static void default_codecs(bool quick, struct row_spec *rows,
         { ZM_CODEC_DEFLATE, 3 },
     };
     static const struct row_spec short_list[] = {
-        { ZM_CODEC_NONE, 0 },    { ZM_CODEC_LZ4, 1 },
-        { ZM_CODEC_ZSTD, 1 },    { ZM_CODEC_DEFLATE, 1 },
-        { ZM_CODEC_ZLIB, 1 },
+        { ZM_CODEC_NONE, 0 },    { ZM_CODEC_LZ4, 1 },  { ZM_CODEC_ZSTD, 1 },
+        { ZM_CODEC_DEFLATE, 1 }, { ZM_CODEC_ZLIB, 1 },
     };
     const struct row_spec *list = quick ? short_list : full;
     size_t n = quick ? sizeof(short_list) / sizeof(short_list[0])
@@ -507,8 +538,8 @@ static void default_codecs(bool quick, struct row_spec *rows,
 /* ---------------------------------------------------------------------- */
 
 static const char *const silesia[] = {
-    "dickens", "mozilla", "mr", "nci", "ooffice", "osdb",
-    "reymont", "samba", "sao", "webster", "x-ray", "xml",
+    "dickens", "mozilla", "mr",  "nci",     "ooffice", "osdb",
+    "reymont", "samba",   "sao", "webster", "x-ray",   "xml",
 };
 #define SILESIA_COUNT (sizeof(silesia) / sizeof(silesia[0]))
 
@@ -517,8 +548,7 @@ static bool file_size(const char *dir, const char *name, size_t *size)
     char path[PATH_MAX];
     struct stat st;
 
-    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
-            (int)sizeof(path) ||
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
         stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
         return false;
     }
@@ -586,8 +616,10 @@ static int load_corpus(struct dataset *ds, const char *dir,
         }
     }
     if (pages == 0) {
-        fprintf(stderr, "%s: no Silesia corpus file (dickens, mr, ...) in "
-                "%s\n", prog, dir);
+        fprintf(stderr,
+                "%s: no Silesia corpus file (dickens, mr, ...) in "
+                "%s\n",
+                prog, dir);
         return 1;
     }
     snprintf(ds->path, sizeof(ds->path), "%s", dir);
@@ -612,8 +644,7 @@ static int load_corpus(struct dataset *ds, const char *dir,
         }
         snprintf(path, sizeof(path), "%s/%s", dir, silesia[i]);
         f = fopen(path, "rb");
-        if (!f || fread(ds->data + page * PAGE, 1, sizes[i], f) !=
-                      sizes[i]) {
+        if (!f || fread(ds->data + page * PAGE, 1, sizes[i], f) != sizes[i]) {
             fprintf(stderr, "%s: cannot read %s: %s\n", prog, path,
                     f ? "short read" : strerror(errno));
             if (f) {
@@ -632,8 +663,7 @@ static int load_corpus(struct dataset *ds, const char *dir,
     return 0;
 }
 
-static int make_generated(struct dataset *ds, size_t size,
-                          unsigned batch_pages)
+static int make_generated(struct dataset *ds, size_t size, unsigned batch_pages)
 {
     size_t pages = (size + PAGE - 1) / PAGE;
 
@@ -641,8 +671,8 @@ static int make_generated(struct dataset *ds, size_t size,
     ds->size = pages * PAGE;
     ds->pages = pages;
     ds->data = map_zeroed(ds->size);
-    ds->batches = calloc((pages + batch_pages - 1) / batch_pages,
-                         sizeof(*ds->batches));
+    ds->batches =
+        calloc((pages + batch_pages - 1) / batch_pages, sizeof(*ds->batches));
     if (!ds->data || !ds->batches) {
         fprintf(stderr, "%s: out of memory for %zu bytes of data\n", prog,
                 ds->size);
@@ -678,13 +708,15 @@ static int raw_compress_pass(struct bench *b)
 
     for (size_t i = 0; i < ds->nbatches; i++) {
         size_t len = (size_t)ds->batches[i].pages * PAGE;
-        size_t n = b->raw->compress(b->raw_state,
-                                    ds->data + ds->batches[i].off, len,
-                                    b->raw_area + pos, raw_codec_bound(len));
+        size_t n =
+            b->raw->compress(b->raw_state, ds->data + ds->batches[i].off, len,
+                             b->raw_area + pos, raw_codec_bound(len));
 
         if (n == 0) {
-            fprintf(stderr, "%s: %s %d: raw compression of batch %zu "
-                    "failed\n", prog, b->name, b->level, i);
+            fprintf(stderr,
+                    "%s: %s %d: raw compression of batch %zu "
+                    "failed\n",
+                    prog, b->name, b->level, i);
             return -1;
         }
         b->raw_off[i] = pos;
@@ -733,8 +765,10 @@ static int raw_decompress_pass(struct bench *b)
         if (b->raw->decompress(b->raw_state, b->raw_area + b->raw_off[i],
                                b->raw_len[i], b->dst + ds->batches[i].off,
                                len) < 0) {
-            fprintf(stderr, "%s: %s %d: raw decompression of batch %zu "
-                    "failed\n", prog, b->name, b->level, i);
+            fprintf(stderr,
+                    "%s: %s %d: raw decompression of batch %zu "
+                    "failed\n",
+                    prog, b->name, b->level, i);
             return -1;
         }
     }
@@ -812,9 +846,10 @@ static int warm_up(struct bench *b)
             return -1;
         }
         if (memcmp(b->dst, ds->data, ds->size) != 0) {
-            fprintf(stderr, "%s: %s %d: engine round trip (%s path) "
-                    "differs\n", prog, b->name, b->level,
-                    path ? "stable" : "live");
+            fprintf(stderr,
+                    "%s: %s %d: engine round trip (%s path) "
+                    "differs\n",
+                    prog, b->name, b->level, path ? "stable" : "live");
             return -1;
         }
     }
@@ -852,8 +887,8 @@ static int bench_row(struct bench *b, const struct row_spec *spec,
     b->raw_batches = 0;
     b->zero_pages = 0;
     if (!b->raw_state) {
-        fprintf(stderr, "%s: %s %d: no raw baseline (out of memory?)\n",
-                prog, b->name, b->level);
+        fprintf(stderr, "%s: %s %d: no raw baseline (out of memory?)\n", prog,
+                b->name, b->level);
         return -1;
     }
     if (zm_encoder_new(&eo, &b->enc) < 0 ||
@@ -883,8 +918,7 @@ static int bench_row(struct bench *b, const struct row_spec *spec,
         }
         for (int s = 0; s < SH_COUNT; s++) {
             /* Speed ratio = time ratio, inverted. */
-            share[s][p] = cpu[share_stage[s][1]][p] /
-                          cpu[share_stage[s][0]][p];
+            share[s][p] = cpu[share_stage[s][1]][p] / cpu[share_stage[s][0]][p];
         }
     }
     for (int st = 0; st < ST_COUNT; st++) {
@@ -914,11 +948,7 @@ out:
 /* Memory tests: zero check, xxh3, the snapshot copy                       */
 /* ---------------------------------------------------------------------- */
 
-enum micro_kind {
-    MK_ZERO,
-    MK_HASH,
-    MK_COPY
-};
+enum micro_kind { MK_ZERO, MK_HASH, MK_COPY };
 
 struct micro_job {
     enum micro_kind kind;
@@ -1100,8 +1130,8 @@ static const struct {
 #define CORES 2
 
 /* MB/s of guest memory over a link; *bound: c, d (CPU) or n (network). */
-static double effective(const struct result *r, uint64_t bytes,
-                        double gbit, char *bound)
+static double effective(const struct result *r, uint64_t bytes, double gbit,
+                        char *bound)
 {
     double send = CORES * mb(bytes) / r->cpu[ST_LIVE_COMP];
     double recv = CORES * mb(bytes) / r->cpu[ST_ENG_DEC];
@@ -1146,12 +1176,14 @@ static void cpu_model(char *buf, size_t size)
 static void describe_data(const struct dataset *ds, char *buf, size_t size)
 {
     if (ds->corpus) {
-        snprintf(buf, size, "corpus %s: %u Silesia files, %zu bytes, cut "
+        snprintf(buf, size,
+                 "corpus %s: %u Silesia files, %zu bytes, cut "
                  "per file into %zu pages of 4 KiB (last page of each file "
-                 "zero-padded)", ds->path, ds->files, ds->file_bytes,
-                 ds->pages);
+                 "zero-padded)",
+                 ds->path, ds->files, ds->file_bytes, ds->pages);
     } else {
-        snprintf(buf, size, "generated: zm_datagen_fill(seed 0x%llx), "
+        snprintf(buf, size,
+                 "generated: zm_datagen_fill(seed 0x%llx), "
                  "%zu bytes, %zu pages of 4 KiB",
                  (unsigned long long)GEN_SEED, ds->size, ds->pages);
     }
@@ -1187,7 +1219,8 @@ static void print_header(const struct dataset *ds, const struct options *o,
         printf(",\"versions\":");
         json_string(versions);
         printf(",\"zero_impl\":\"%s\",\"hash_impl\":\"%s\",\"data\":\"%s\","
-               "\"path\":", zm_zero_impl_name(), zm_hash_impl_name(),
+               "\"path\":",
+               zm_zero_impl_name(), zm_hash_impl_name(),
                ds->corpus ? "corpus" : "generated");
         json_string(ds->corpus ? ds->path : "");
         printf(",\"bytes\":%zu,\"pages\":%zu,\"zero_pages\":%zu,"
@@ -1200,22 +1233,22 @@ static void print_header(const struct dataset *ds, const struct options *o,
     }
     printf("# zmigrate-bench codecs\n\n");
     printf("- machine: %s, %ld online CPUs, Linux %s; load average %.2f at "
-           "start\n", model, sysconf(_SC_NPROCESSORS_ONLN), un.release,
-           load[0]);
+           "start\n",
+           model, sysconf(_SC_NPROCESSORS_ONLN), un.release, load[0]);
     printf("- libraries: %s\n", versions);
     printf("- implementations: zm_is_zero %s, zm_hash64 (xxh3) %s\n",
            zm_zero_impl_name(), zm_hash_impl_name());
     printf("- data: %s\n", data);
-    printf("- batches: %zu of up to %u pages (%zu full); %s\n",
-           ds->nbatches, o->batch_pages, (size_t)full,
+    printf("- batches: %zu of up to %u pages (%zu full); %s\n", ds->nbatches,
+           o->batch_pages, (size_t)full,
            o->no_estimate ? "estimate off (ZM_ENCODER_NO_ESTIMATE)"
                           : "compressibility estimate on (default)");
     printf("- zero pages: %zu of %zu (%.3f%%)\n", ds->zero_pages, ds->pages,
            ds->pages ? 100.0 * (double)ds->zero_pages / (double)ds->pages
                      : 0.0);
     printf("- timing: %d timed pass%s per stage after 1 warm-up, median; "
-           "MB = 1e6 bytes of uncompressed input; one thread\n\n", o->runs,
-           o->runs == 1 ? "" : "es");
+           "MB = 1e6 bytes of uncompressed input; one thread\n\n",
+           o->runs, o->runs == 1 ? "" : "es");
     fflush(stdout);
 }
 
@@ -1226,8 +1259,8 @@ static void print_row_json(const struct result *r, uint64_t bytes)
     };
 
     printf("{\"type\":\"codec\",\"codec\":\"%s\",\"level\":%d,"
-           "\"bytes\":%" PRIu64, zm_codec_name(r->spec.codec), r->spec.level,
-           bytes);
+           "\"bytes\":%" PRIu64,
+           zm_codec_name(r->spec.codec), r->spec.level, bytes);
     for (int st = 0; st < ST_COUNT; st++) {
         printf(",\"%s_mbs\":%.1f,\"%s_mbcpus\":%.1f", keys[st],
                mb(bytes) / r->wall[st], keys[st], mb(bytes) / r->cpu[st]);
@@ -1244,8 +1277,8 @@ static void print_row_json(const struct result *r, uint64_t bytes)
         char bound;
         double e = effective(r, bytes, links[l].gbit, &bound);
 
-        printf(",\"eff_%gg_mbs\":%.1f,\"eff_%gg_bound\":\"%c\"",
-               links[l].gbit, e, links[l].gbit, bound);
+        printf(",\"eff_%gg_mbs\":%.1f,\"eff_%gg_bound\":\"%c\"", links[l].gbit,
+               e, links[l].gbit, bound);
     }
     printf("}\n");
     fflush(stdout);
@@ -1304,8 +1337,8 @@ static void print_tables(const struct dataset *ds, const struct result *res,
     fflush(stdout);
 }
 
-static void print_effective(const struct dataset *ds,
-                            const struct result *res, unsigned nrows)
+static void print_effective(const struct dataset *ds, const struct result *res,
+                            unsigned nrows)
 {
     uint64_t bytes = ds->size;
 
@@ -1315,7 +1348,8 @@ static void print_effective(const struct dataset *ds,
            "ratio); link at line rate (1 Gbit/s = 125 MB/s). c = sender "
            "CPU-bound, d = receiver CPU-bound, n = network-bound. "
            "x-over: link speed above which compressing delivers less than "
-           "sending raw.\n\n", CORES, CORES);
+           "sending raw.\n\n",
+           CORES, CORES);
     printf("| codec | lvl | ratio | send MB/s | recv MB/s |");
     for (size_t l = 0; l < LINK_COUNT; l++) {
         printf(" %s |", links[l].name);
@@ -1331,9 +1365,8 @@ static void print_effective(const struct dataset *ds,
         double recv = CORES * mb(bytes) / r->cpu[ST_ENG_DEC];
         double ratio = ratio_of(bytes, r->live_bytes);
 
-        printf("| %s | %d | %.3f | %.0f | %.0f |",
-               zm_codec_name(r->spec.codec), r->spec.level, ratio, send,
-               recv);
+        printf("| %s | %d | %.3f | %.0f | %.0f |", zm_codec_name(r->spec.codec),
+               r->spec.level, ratio, send, recv);
         for (size_t l = 0; l < LINK_COUNT; l++) {
             char bound;
             double e = effective(r, bytes, links[l].gbit, &bound);
@@ -1351,16 +1384,15 @@ static void print_effective(const struct dataset *ds,
     printf("\n");
 }
 
-static void print_micro(const struct micro *m, unsigned n, bool json,
-                        int runs)
+static void print_micro(const struct micro *m, unsigned n, bool json, int runs)
 {
     if (json) {
         for (unsigned i = 0; i < n; i++) {
             printf("{\"type\":\"micro\",\"what\":");
             json_string(m[i].what);
             printf(",\"impl\":\"%s\",\"dispatched\":%s,\"gbs\":%.2f,"
-                   "\"gbcpus\":%.2f}\n", m[i].impl,
-                   m[i].dispatched ? "true" : "false", m[i].gbs,
+                   "\"gbcpus\":%.2f}\n",
+                   m[i].impl, m[i].dispatched ? "true" : "false", m[i].gbs,
                    m[i].gbcpu);
         }
         return;
@@ -1371,7 +1403,8 @@ static void print_micro(const struct micro *m, unsigned n, bool json,
     for (unsigned i = 0; i < n; i++) {
         printf("| %s | %s%s | %.1f | %.1f |\n", m[i].what, m[i].impl,
                m[i].dispatched && strcmp(m[i].impl, "libc") != 0
-                   ? " (dispatched)" : "",
+                   ? " (dispatched)"
+                   : "",
                m[i].gbs, m[i].gbcpu);
     }
     printf("\n");
@@ -1382,8 +1415,8 @@ static void print_targets(const struct result *res, unsigned nrows,
 {
     printf("## Targets (reported, not asserted)\n\n");
     printf("- zero-page detection >= 8 GB/s on one core: %.1f GB/cpu-s "
-           "(%s, full scan of all-zero pages): %s\n", zero->gbcpu,
-           zero->impl, zero->gbcpu >= 8.0 ? "met" : "NOT met");
+           "(%s, full scan of all-zero pages): %s\n",
+           zero->gbcpu, zero->impl, zero->gbcpu >= 8.0 ? "met" : "NOT met");
     printf("- engine >= 90%% of the raw codec speed (CPU time, live / "
            "stable / decode):\n");
     for (unsigned i = 0; i < nrows; i++) {
@@ -1423,19 +1456,19 @@ static int parse_options(int argc, char **argv, struct options *o,
     long v;
     int c;
 
-    *o = (struct options){ .size = (size_t)64 << 20, .runs = 5,
+    *o = (struct options){ .size = (size_t)64 << 20,
+                           .runs = 5,
                            .batch_pages = 128 };
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":d:s:c:r:b:Eqjh", longopts,
-                            NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":d:s:c:r:b:Eqjh", longopts, NULL)) !=
+           -1) {
         switch (c) {
         case 'd':
             o->data = optarg;
             break;
         case 's':
             if (!parse_size(optarg, &o->size)) {
-                return usage_error("bad --size '%s' (e.g. 64M, 1G)",
-                                   optarg);
+                return usage_error("bad --size '%s' (e.g. 64M, 1G)", optarg);
             }
             size_set = true;
             break;
@@ -1451,8 +1484,7 @@ static int parse_options(int argc, char **argv, struct options *o,
             break;
         case 'b':
             if (!parse_long(optarg, 1, ZM_MAX_BATCH_PAGES, &v)) {
-                return usage_error("bad --batch-pages '%s' (1..1024)",
-                                   optarg);
+                return usage_error("bad --batch-pages '%s' (1..1024)", optarg);
             }
             o->batch_pages = (unsigned)v;
             break;
@@ -1469,8 +1501,7 @@ static int parse_options(int argc, char **argv, struct options *o,
             usage(stdout);
             return -1;
         case ':':
-            return usage_error("option '%s' needs a value",
-                               argv[optind - 1]);
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
             if (optopt) {
                 char opt[3] = { '-', (char)optopt, '\0' };
@@ -1516,8 +1547,10 @@ static int load_data(const struct options *o, struct dataset *ds)
     if (!o->data || strcmp(o->data, "corpus") == 0) {
         dir = default_corpus();
         if (!dir && o->data) {
-            fprintf(stderr, "%s: no corpus in ../shared/corpus (from here "
-                    "or from the source tree)\n", prog);
+            fprintf(stderr,
+                    "%s: no corpus in ../shared/corpus (from here "
+                    "or from the source tree)\n",
+                    prog);
             return 1;
         }
     } else if (strncmp(o->data, "corpus:", 7) == 0) {
@@ -1551,8 +1584,8 @@ static int run_codecs(const struct options *o, const struct row_spec *rows,
         raw_area_size += raw_codec_bound((size_t)ds.batches[i].pages * PAGE);
     }
     /* zm_encoder_bound() for this batch size, for every codec. */
-    size_t pkt_bound = ZM_PACKET_HEADER_SIZE +
-                       (size_t)o->batch_pages * (4 + PAGE);
+    size_t pkt_bound =
+        ZM_PACKET_HEADER_SIZE + (size_t)o->batch_pages * (4 + PAGE);
 
     b.ds = &ds;
     b.pkt_area_size = ds.nbatches * pkt_bound;
@@ -1566,9 +1599,9 @@ static int run_codecs(const struct options *o, const struct row_spec *rows,
     }
     b.raw_area = map_zeroed(raw_area_size);
     b.dst = map_zeroed(ds.size);
-    if (!refs || !b.raw_off || !b.raw_len || !b.pkt_off[0] ||
-        !b.pkt_off[1] || !b.pkt_len[0] || !b.pkt_len[1] ||
-        !b.pkt_area[0] || !b.pkt_area[1] || !b.raw_area || !b.dst) {
+    if (!refs || !b.raw_off || !b.raw_len || !b.pkt_off[0] || !b.pkt_off[1] ||
+        !b.pkt_len[0] || !b.pkt_len[1] || !b.pkt_area[0] || !b.pkt_area[1] ||
+        !b.raw_area || !b.dst) {
         fprintf(stderr, "%s: out of memory\n", prog);
         goto out;
     }
@@ -1596,11 +1629,12 @@ static int run_codecs(const struct options *o, const struct row_spec *rows,
     if (bench_micro(&ds, o, micro, &nmicro) != 0) {
         goto out;
     }
-    print_micro(micro, nmicro, o->json, o->runs > MICRO_MIN_RUNS
-                                            ? o->runs : MICRO_MIN_RUNS);
+    print_micro(micro, nmicro, o->json,
+                o->runs > MICRO_MIN_RUNS ? o->runs : MICRO_MIN_RUNS);
     if (o->json) {
         printf("{\"type\":\"zero_share\",\"pages\":%zu,\"zero_pages\":%zu,"
-               "\"share\":%.6f}\n", ds.pages, ds.zero_pages,
+               "\"share\":%.6f}\n",
+               ds.pages, ds.zero_pages,
                ds.pages ? (double)ds.zero_pages / (double)ds.pages : 0.0);
     } else {
         print_effective(&ds, res, nrows);

@@ -120,8 +120,8 @@ ZM_API int zm_codec_levels(int codec, int *min, int *max, int *def);
 #define ZM_MAX_PAGE_SIZE 65536u
 
 struct zm_packet_info {
-    uint32_t size;         /* the whole packet, header included */
-    uint32_t region;       /* region the pages belong to */
+    uint32_t size;   /* the whole packet, header included */
+    uint32_t region; /* region the pages belong to */
     uint32_t page_size;
     uint32_t pages;        /* pages described: normal + zero */
     uint32_t zero_pages;   /* pages that are all zero (no payload) */
@@ -157,17 +157,17 @@ struct zm_page_ref {
 };
 
 struct zm_encoder_options {
-    size_t sizeof_options;  /* sizeof(struct zm_encoder_options) */
-    int codec;              /* enum zm_codec */
-    int level;              /* within zm_codec_levels(), or ZM_LEVEL_DEFAULT */
-    uint32_t page_size;     /* 0 means 4096 */
-    uint32_t max_pages;     /* pages per packet; 0 means 128 */
+    size_t sizeof_options; /* sizeof(struct zm_encoder_options) */
+    int codec;             /* enum zm_codec */
+    int level;             /* within zm_codec_levels(), or ZM_LEVEL_DEFAULT */
+    uint32_t page_size;    /* 0 means 4096 */
+    uint32_t max_pages;    /* pages per packet; 0 means 128 */
     /*
      * Store-raw rule: when the compressed payload would exceed this many
      * percent of the input, the pages travel raw.  0 means 90; 1..100.
      */
     uint32_t raw_threshold;
-    uint32_t flags;         /* ZM_ENCODER_* */
+    uint32_t flags; /* ZM_ENCODER_* */
 };
 
 /*
@@ -222,10 +222,10 @@ struct zm_region_map {
 };
 
 struct zm_decoder_options {
-    size_t sizeof_options;  /* sizeof(struct zm_decoder_options) */
-    uint32_t page_size;     /* must match the sender's; 0 means 4096 */
-    uint32_t max_pages;     /* largest batch accepted; 0 means 128 */
-    uint32_t codecs;        /* accepted codecs, bit (1u << id); 0 = all built */
+    size_t sizeof_options; /* sizeof(struct zm_decoder_options) */
+    uint32_t page_size;    /* must match the sender's; 0 means 4096 */
+    uint32_t max_pages;    /* largest batch accepted; 0 means 128 */
+    uint32_t codecs;       /* accepted codecs, bit (1u << id); 0 = all built */
     const struct zm_region_map *regions; /* copied; region n = regions[n] */
     unsigned region_count;
 };

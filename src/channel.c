@@ -67,9 +67,9 @@ int zm_frame_read_header(zm_conn *conn, size_t max, uint32_t *type,
     int ret = zm_conn_read_all(conn, header, sizeof(header));
 
     if (ret < 0) {
-        return ret == -ENODATA ? ret
-                               : zm_error(ret, "receiving: %s",
-                                          zm_strerror(ret));
+        return ret == -ENODATA
+                   ? ret
+                   : zm_error(ret, "receiving: %s", zm_strerror(ret));
     }
     *type = zm_get_le32(header);
     *length = zm_get_le32(header + 4);
@@ -87,16 +87,17 @@ int zm_frame_expect(zm_conn *conn, uint32_t want, void *buf, size_t cap,
     int ret = zm_frame_read_header(conn, cap, &type, length);
 
     if (ret == -ENODATA) {
-        return zm_error(-ECONNRESET, "peer closed the connection while we "
-                        "waited for %s", zm_frame_name(want));
+        return zm_error(-ECONNRESET,
+                        "peer closed the connection while we "
+                        "waited for %s",
+                        zm_frame_name(want));
     }
     if (ret < 0) {
         return ret;
     }
     if ((ret = zm_conn_read_all(conn, buf, *length)) < 0) {
-        return zm_error(ret == -ENODATA ? -ECONNRESET : ret,
-                        "receiving %s: %s", zm_frame_name(type),
-                        zm_strerror(ret));
+        return zm_error(ret == -ENODATA ? -ECONNRESET : ret, "receiving %s: %s",
+                        zm_frame_name(type), zm_strerror(ret));
     }
     if (type == ZM_FRAME_REFUSE || type == ZM_FRAME_FAIL) {
         /* The body is the peer's reason, as text. */
@@ -140,12 +141,13 @@ int zm_hello_decode(const void *buf, size_t len, struct zm_hello *h)
 
     if (len != ZM_HELLO_SIZE || zm_get_le32(p) != HELLO_MAGIC) {
         return zm_error(-EBADMSG, "handshake: the peer is not a zmigrate "
-                        "endpoint");
+                                  "endpoint");
     }
     if (zm_get_le16(p + 4) != ZM_PROTOCOL_VERSION) {
-        return zm_error(-EPROTO, "handshake: protocol version %u, this "
-                        "side speaks %u", zm_get_le16(p + 4),
-                        ZM_PROTOCOL_VERSION);
+        return zm_error(-EPROTO,
+                        "handshake: protocol version %u, this "
+                        "side speaks %u",
+                        zm_get_le16(p + 4), ZM_PROTOCOL_VERSION);
     }
     h->channel = zm_get_le16(p + 6);
     h->channels = zm_get_le16(p + 8);
@@ -157,9 +159,10 @@ int zm_hello_decode(const void *buf, size_t len, struct zm_hello *h)
 
     if (h->channels < 1 || h->channels > ZM_MAX_CHANNELS ||
         h->channel > h->channels) {
-        return zm_error(-EBADMSG, "handshake: channel %u of %u (1..%u data "
-                        "channels)", h->channel, h->channels,
-                        ZM_MAX_CHANNELS);
+        return zm_error(-EBADMSG,
+                        "handshake: channel %u of %u (1..%u data "
+                        "channels)",
+                        h->channel, h->channels, ZM_MAX_CHANNELS);
     }
     if (h->page_size < ZM_MIN_PAGE_SIZE || h->page_size > ZM_MAX_PAGE_SIZE ||
         (h->page_size & (h->page_size - 1)) != 0) {
@@ -220,19 +223,24 @@ int zm_layout_decode(const void *buf, size_t len, size_t page_size,
         uint64_t size = zm_get_le64(p + pos);
         size_t name_len = p[pos + 8];
         if (name_len == 0 || len - pos - 9 < name_len) {
-            return zm_error(-EBADMSG, "layout: region %u: bad name length "
-                            "%zu", i, name_len);
+            return zm_error(-EBADMSG,
+                            "layout: region %u: bad name length "
+                            "%zu",
+                            i, name_len);
         }
         for (size_t c = 0; c < name_len; c++) {
             if (p[pos + 9 + c] < 0x20 || p[pos + 9 + c] > 0x7e) {
-                return zm_error(-EBADMSG, "layout: region %u: name has a "
-                                "non-printable byte", i);
+                return zm_error(-EBADMSG,
+                                "layout: region %u: name has a "
+                                "non-printable byte",
+                                i);
             }
         }
         memcpy(regions[i].name, p + pos + 9, name_len);
         regions[i].name[name_len] = '\0';
         if (size == 0 || size % page_size != 0) {
-            return zm_error(-EBADMSG, "layout: region '%s': %llu bytes is "
+            return zm_error(-EBADMSG,
+                            "layout: region '%s': %llu bytes is "
                             "not a whole number of %zu-byte pages",
                             regions[i].name, (unsigned long long)size,
                             page_size);

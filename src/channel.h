@@ -59,9 +59,9 @@ int zm_frame_expect(zm_conn *conn, uint32_t want, void *buf, size_t cap,
 #define ZM_MAX_CHANNELS 64u
 
 struct zm_hello {
-    uint8_t session[16];  /* random, the same on all channels of a session */
-    uint16_t channel;     /* 0: the main channel; 1..channels: data */
-    uint16_t channels;    /* number of data channels */
+    uint8_t session[16]; /* random, the same on all channels of a session */
+    uint16_t channel;    /* 0: the main channel; 1..channels: data */
+    uint16_t channels;   /* number of data channels */
     uint32_t page_size;
     uint32_t max_pages;
     uint8_t codec;
@@ -85,7 +85,8 @@ struct zm_layout_region {
 };
 
 /* Bytes a LAYOUT body of n regions with these names needs, at most. */
-#define ZM_LAYOUT_MAX_SIZE (4u + ZM_MAX_REGIONS * (1u + 8u + ZM_REGION_NAME_MAX))
+#define ZM_LAYOUT_MAX_SIZE \
+    (4u + ZM_MAX_REGIONS * (1u + 8u + ZM_REGION_NAME_MAX))
 
 /* Encodes n regions into out (cap bytes); returns the length or -errno. */
 ssize_t zm_layout_encode(const struct zm_layout_region *regions, unsigned n,

@@ -123,54 +123,76 @@ struct word {
     uint8_t len;
 };
 
-#define W(x) { x, sizeof(x) - 1 }
+#define W(x)             \
+    {                    \
+        x, sizeof(x) - 1 \
+    }
 
 static const struct word words[] = {
-    W("house"), W("water"), W("light"), W("hand"), W("night"), W("place"),
-    W("world"), W("voice"), W("door"), W("room"), W("heart"), W("friend"),
-    W("mother"), W("father"), W("child"), W("woman"), W("money"), W("table"),
-    W("street"), W("window"), W("letter"), W("mind"), W("face"), W("head"),
-    W("eyes"), W("word"), W("moment"), W("garden"), W("morning"), W("evening"),
-    W("paper"), W("chair"), W("fire"), W("river"), W("country"), W("city"),
-    W("church"), W("school"), W("master"), W("lady"), W("gentleman"),
-    W("business"), W("manner"), W("matter"), W("question"), W("answer"),
-    W("reason"), W("truth"), W("power"), W("nature"), W("spirit"),
-    W("fortune"), W("pleasure"), W("silence"), W("story"), W("family"),
-    W("brother"), W("sister"), W("husband"), W("wife"), W("daughter"),
-    W("servant"), W("doctor"), W("captain"), W("prisoner"), W("stranger"),
-    W("office"), W("journey"), W("dinner"), W("supper"), W("horse"),
-    W("carriage"), W("road"), W("bridge"), W("market"), W("village"),
-    W("coach"), W("kitchen"), W("parlour"), W("candle"), W("bottle"),
-    W("glass"), W("book"), W("picture"), W("corner"), W("wall"), W("floor"),
-    W("stair"), W("bed"), W("clock"), W("hat"), W("coat"), W("boot"),
-    W("bread"), W("wine"), W("fellow"), W("boy"), W("girl"), W("gentlemen"),
-    W("people"), W("person"), W("town"), W("court"), W("judge"), W("lawyer"),
-    W("clerk"), W("trade"), W("ship"), W("sea"), W("shore"), W("wind"),
-    W("rain"), W("snow"), W("cloud"), W("sun"), W("moon"), W("star"), W("sky"),
-    W("look"), W("know"), W("think"), W("come"), W("take"), W("give"),
-    W("speak"), W("find"), W("leave"), W("hear"), W("stand"), W("walk"),
-    W("turn"), W("begin"), W("seem"), W("keep"), W("hold"), W("bring"),
-    W("call"), W("feel"), W("tell"), W("write"), W("read"), W("sit"), W("run"),
-    W("open"), W("close"), W("carry"), W("follow"), W("remember"), W("return"),
-    W("wonder"), W("believe"), W("suppose"), W("observe"), W("remain"),
-    W("appear"), W("happen"), W("reply"), W("cry"), W("laugh"), W("smile"),
-    W("wait"), W("watch"), W("pass"), W("stop"), W("meet"), W("send"),
-    W("old"), W("young"), W("little"), W("great"), W("good"), W("poor"),
-    W("dark"), W("long"), W("small"), W("large"), W("black"), W("white"),
-    W("strange"), W("quiet"), W("happy"), W("gentle"), W("heavy"), W("bright"),
-    W("cold"), W("warm"), W("certain"), W("dear"), W("whole"), W("early"),
-    W("late"), W("sudden"), W("ready"), W("proper"), W("honest"), W("curious"),
-    W("again"), W("never"), W("always"), W("quite"), W("still"), W("almost"),
-    W("perhaps"), W("indeed"), W("presently"), W("slowly"), W("softly"),
-    W("replied"), W("returned"), W("observed"), W("looked"), W("thought"),
-    W("himself"), W("herself"), W("myself"), W("nothing"), W("something"),
-    W("everything"), W("anything"), W("another"), W("through"), W("without"),
-    W("between"), W("against"), W("before"), W("after"), W("under"),
-    W("above"), W("behind"), W("beside"), W("toward"), W("upon"), W("within"),
-    W("across"), W("towards"), W("hour"), W("day"), W("week"), W("year"),
-    W("time"), W("life"), W("death"), W("love"), W("hope"), W("fear"),
-    W("anger"), W("grief"), W("joy"), W("thing"), W("kind"), W("sort"),
-    W("part"), W("side"), W("end"), W("beginning"), W("way"),
+    W("house"),     W("water"),      W("light"),     W("hand"),
+    W("night"),     W("place"),      W("world"),     W("voice"),
+    W("door"),      W("room"),       W("heart"),     W("friend"),
+    W("mother"),    W("father"),     W("child"),     W("woman"),
+    W("money"),     W("table"),      W("street"),    W("window"),
+    W("letter"),    W("mind"),       W("face"),      W("head"),
+    W("eyes"),      W("word"),       W("moment"),    W("garden"),
+    W("morning"),   W("evening"),    W("paper"),     W("chair"),
+    W("fire"),      W("river"),      W("country"),   W("city"),
+    W("church"),    W("school"),     W("master"),    W("lady"),
+    W("gentleman"), W("business"),   W("manner"),    W("matter"),
+    W("question"),  W("answer"),     W("reason"),    W("truth"),
+    W("power"),     W("nature"),     W("spirit"),    W("fortune"),
+    W("pleasure"),  W("silence"),    W("story"),     W("family"),
+    W("brother"),   W("sister"),     W("husband"),   W("wife"),
+    W("daughter"),  W("servant"),    W("doctor"),    W("captain"),
+    W("prisoner"),  W("stranger"),   W("office"),    W("journey"),
+    W("dinner"),    W("supper"),     W("horse"),     W("carriage"),
+    W("road"),      W("bridge"),     W("market"),    W("village"),
+    W("coach"),     W("kitchen"),    W("parlour"),   W("candle"),
+    W("bottle"),    W("glass"),      W("book"),      W("picture"),
+    W("corner"),    W("wall"),       W("floor"),     W("stair"),
+    W("bed"),       W("clock"),      W("hat"),       W("coat"),
+    W("boot"),      W("bread"),      W("wine"),      W("fellow"),
+    W("boy"),       W("girl"),       W("gentlemen"), W("people"),
+    W("person"),    W("town"),       W("court"),     W("judge"),
+    W("lawyer"),    W("clerk"),      W("trade"),     W("ship"),
+    W("sea"),       W("shore"),      W("wind"),      W("rain"),
+    W("snow"),      W("cloud"),      W("sun"),       W("moon"),
+    W("star"),      W("sky"),        W("look"),      W("know"),
+    W("think"),     W("come"),       W("take"),      W("give"),
+    W("speak"),     W("find"),       W("leave"),     W("hear"),
+    W("stand"),     W("walk"),       W("turn"),      W("begin"),
+    W("seem"),      W("keep"),       W("hold"),      W("bring"),
+    W("call"),      W("feel"),       W("tell"),      W("write"),
+    W("read"),      W("sit"),        W("run"),       W("open"),
+    W("close"),     W("carry"),      W("follow"),    W("remember"),
+    W("return"),    W("wonder"),     W("believe"),   W("suppose"),
+    W("observe"),   W("remain"),     W("appear"),    W("happen"),
+    W("reply"),     W("cry"),        W("laugh"),     W("smile"),
+    W("wait"),      W("watch"),      W("pass"),      W("stop"),
+    W("meet"),      W("send"),       W("old"),       W("young"),
+    W("little"),    W("great"),      W("good"),      W("poor"),
+    W("dark"),      W("long"),       W("small"),     W("large"),
+    W("black"),     W("white"),      W("strange"),   W("quiet"),
+    W("happy"),     W("gentle"),     W("heavy"),     W("bright"),
+    W("cold"),      W("warm"),       W("certain"),   W("dear"),
+    W("whole"),     W("early"),      W("late"),      W("sudden"),
+    W("ready"),     W("proper"),     W("honest"),    W("curious"),
+    W("again"),     W("never"),      W("always"),    W("quite"),
+    W("still"),     W("almost"),     W("perhaps"),   W("indeed"),
+    W("presently"), W("slowly"),     W("softly"),    W("replied"),
+    W("returned"),  W("observed"),   W("looked"),    W("thought"),
+    W("himself"),   W("herself"),    W("myself"),    W("nothing"),
+    W("something"), W("everything"), W("anything"),  W("another"),
+    W("through"),   W("without"),    W("between"),   W("against"),
+    W("before"),    W("after"),      W("under"),     W("above"),
+    W("behind"),    W("beside"),     W("toward"),    W("upon"),
+    W("within"),    W("across"),     W("towards"),   W("hour"),
+    W("day"),       W("week"),       W("year"),      W("time"),
+    W("life"),      W("death"),      W("love"),      W("hope"),
+    W("fear"),      W("anger"),      W("grief"),     W("joy"),
+    W("thing"),     W("kind"),       W("sort"),      W("part"),
+    W("side"),      W("end"),        W("beginning"), W("way"),
 };
 
 _Static_assert(sizeof(words) / sizeof(words[0]) == 256,
@@ -182,23 +204,28 @@ static const struct {
     uint8_t len;
 } suffixes[64] = {
     { "s", 1 }, { "ed", 2 }, { "ing", 3 }, { "ly", 2 },
-    { "s", 1 }, { "er", 2 }, { "s", 1 }, { "ness", 4 },
+    { "s", 1 }, { "er", 2 }, { "s", 1 },   { "ness", 4 },
 };
 
 /* What follows a word: punctuation, and the function words that link
  * content words.  The first few end a sentence. */
 static const struct word separators[64] = {
-    W(".\n"), W(". "), W(". "), W(". "), W(", "), W(", "), W(", "), W(", "),
-    W("; "), W(" "), W(" "), W(" "), W(" the "), W(" of the "), W(" and "),
-    W(" to the "), W(" in the "), W(" a "), W(" was "), W(" he "), W(" that "),
-    W(" it "), W(" with "), W(" his "), W(" for the "), W(" as "), W(" had "),
-    W(" on the "), W(" at "), W(" by the "), W(" is "), W(" from "),
-    W(" her "), W(" which "), W(" she "), W(" not "), W(" but "), W(" they "),
-    W(" have "), W(" all "), W(" were "), W(" we "), W(" there "), W(" been "),
-    W(" would "), W(" their "), W(" who "), W(" said "), W(" you "), W(" i "),
-    W(" when "), W(" no "), W(" if "), W(" out of "), W(" so "), W(" what "),
-    W(" up "), W(" into the "), W(" than "), W(" them "), W(" could "),
-    W(" some "), W(" an "), W(" more "),
+    W(".\n"),       W(". "),         W(". "),      W(". "),
+    W(", "),        W(", "),         W(", "),      W(", "),
+    W("; "),        W(" "),          W(" "),       W(" "),
+    W(" the "),     W(" of the "),   W(" and "),   W(" to the "),
+    W(" in the "),  W(" a "),        W(" was "),   W(" he "),
+    W(" that "),    W(" it "),       W(" with "),  W(" his "),
+    W(" for the "), W(" as "),       W(" had "),   W(" on the "),
+    W(" at "),      W(" by the "),   W(" is "),    W(" from "),
+    W(" her "),     W(" which "),    W(" she "),   W(" not "),
+    W(" but "),     W(" they "),     W(" have "),  W(" all "),
+    W(" were "),    W(" we "),       W(" there "), W(" been "),
+    W(" would "),   W(" their "),    W(" who "),   W(" said "),
+    W(" you "),     W(" i "),        W(" when "),  W(" no "),
+    W(" if "),      W(" out of "),   W(" so "),    W(" what "),
+    W(" up "),      W(" into the "), W(" than "),  W(" them "),
+    W(" could "),   W(" some "),     W(" an "),    W(" more "),
 };
 
 /* Out of 256: the share of words drawn from the block's topic. */
@@ -226,8 +253,8 @@ static void gen_text(unsigned char *p, const struct page_ctx *c)
             const uint32_t x = (uint32_t)(x2 >> (32 * half));
             const unsigned any = x & 255u;
             const unsigned in_topic = (topic + (any & 31u) * step) & 255u;
-            const unsigned topical = 0u - (unsigned)(((x >> 8) & 255u) <
-                                                     TOPIC_SHARE);
+            const unsigned topical =
+                0u - (unsigned)(((x >> 8) & 255u) < TOPIC_SHARE);
             const struct word *w = &words[any ^ ((any ^ in_topic) & topical)];
             const unsigned sfx = (x >> 16) & 63u;
             const unsigned sep = (x >> 22) & 63u;
@@ -293,70 +320,70 @@ struct insn {
 
 /* x86-64 encodings; frequent instructions appear more than once. */
 static const struct insn body_insns[64] = {
-    { { 0x48, 0x8b, 0x45 }, 3, ARG_D8 },    /* mov rax, [rbp+d] */
-    { { 0x48, 0x89, 0x45 }, 3, ARG_D8 },    /* mov [rbp+d], rax */
-    { { 0x8b, 0x45 }, 2, ARG_D8 },          /* mov eax, [rbp+d] */
-    { { 0x89, 0x45 }, 2, ARG_D8 },          /* mov [rbp+d], eax */
-    { { 0x48, 0x8b, 0x55 }, 3, ARG_D8 },    /* mov rdx, [rbp+d] */
-    { { 0x48, 0x89, 0x7d }, 3, ARG_D8 },    /* mov [rbp+d], rdi */
-    { { 0x48, 0x89, 0x75 }, 3, ARG_D8 },    /* mov [rbp+d], rsi */
-    { { 0x48, 0x8b, 0x43 }, 3, ARG_I8 },    /* mov rax, [rbx+d] */
-    { { 0x48, 0x8b, 0x7b }, 3, ARG_I8 },    /* mov rdi, [rbx+d] */
-    { { 0x48, 0x89, 0xc7 }, 3, ARG_NONE },  /* mov rdi, rax */
-    { { 0x48, 0x89, 0xde }, 3, ARG_NONE },  /* mov rsi, rbx */
-    { { 0x48, 0x89, 0xc3 }, 3, ARG_NONE },  /* mov rbx, rax */
-    { { 0x89, 0xc2 }, 2, ARG_NONE },        /* mov edx, eax */
-    { { 0x31, 0xc0 }, 2, ARG_NONE },        /* xor eax, eax */
-    { { 0x31, 0xd2 }, 2, ARG_NONE },        /* xor edx, edx */
-    { { 0x85, 0xc0 }, 2, ARG_NONE },        /* test eax, eax */
-    { { 0x48, 0x85, 0xc0 }, 3, ARG_NONE },  /* test rax, rax */
-    { { 0x74 }, 1, ARG_R8 },                /* je */
-    { { 0x75 }, 1, ARG_R8 },                /* jne */
-    { { 0xeb }, 1, ARG_R8 },                /* jmp */
-    { { 0x7e }, 1, ARG_R8 },                /* jle */
-    { { 0x0f, 0x84 }, 2, ARG_R32 },         /* je near */
-    { { 0x0f, 0x85 }, 2, ARG_R32 },         /* jne near */
-    { { 0xe8 }, 1, ARG_R32 },               /* call */
-    { { 0xe8 }, 1, ARG_R32 },               /* call */
-    { { 0xe8 }, 1, ARG_R32 },               /* call */
-    { { 0x48, 0x8d, 0x05 }, 3, ARG_D32 },   /* lea rax, [rip+d] */
-    { { 0x48, 0x8d, 0x3d }, 3, ARG_D32 },   /* lea rdi, [rip+d] */
-    { { 0x48, 0x8b, 0x05 }, 3, ARG_D32 },   /* mov rax, [rip+d] */
-    { { 0xff, 0x15 }, 2, ARG_D32 },         /* call [rip+d] */
-    { { 0x83, 0xf8 }, 2, ARG_I8 },          /* cmp eax, i */
-    { { 0x48, 0x83, 0xf8 }, 3, ARG_I8 },    /* cmp rax, i */
-    { { 0xb8 }, 1, ARG_I32 },               /* mov eax, i */
-    { { 0xbe }, 1, ARG_I32 },               /* mov esi, i */
-    { { 0xbf }, 1, ARG_I32 },               /* mov edi, i */
-    { { 0xba }, 1, ARG_I32 },               /* mov edx, i */
-    { { 0xc7, 0x45 }, 2, ARG_D8I32 },       /* mov dword [rbp+d], i */
-    { { 0x0f, 0xb6, 0x45 }, 3, ARG_D8 },    /* movzx eax, byte [rbp+d] */
-    { { 0x48, 0x63, 0xd0 }, 3, ARG_NONE },  /* movsxd rdx, eax */
-    { { 0x48, 0x01, 0xd0 }, 3, ARG_NONE },  /* add rax, rdx */
-    { { 0x48, 0x29, 0xc2 }, 3, ARG_NONE },  /* sub rdx, rax */
-    { { 0x83, 0xc0, 0x01 }, 3, ARG_NONE },  /* add eax, 1 */
-    { { 0x48, 0x83, 0xc0 }, 3, ARG_I8 },    /* add rax, i */
-    { { 0x48, 0xc1, 0xe0 }, 3, ARG_I8 },    /* shl rax, i */
-    { { 0x48, 0x8d, 0x04, 0xc5 }, 4, ARG_I32 }, /* lea rax, [rax*8+i] */
-    { { 0x0f, 0xaf, 0xc2 }, 3, ARG_NONE },  /* imul eax, edx */
-    { { 0x89, 0xd0 }, 2, ARG_NONE },        /* mov eax, edx */
-    { { 0x4c, 0x89, 0xe7 }, 3, ARG_NONE },  /* mov rdi, r12 */
-    { { 0x4c, 0x89, 0xee }, 3, ARG_NONE },  /* mov rsi, r13 */
-    { { 0x49, 0x8b, 0x44, 0x24 }, 4, ARG_I8 }, /* mov rax, [r12+d] */
-    { { 0x41, 0x89, 0xc4 }, 3, ARG_NONE },  /* mov r12d, eax */
-    { { 0x44, 0x89, 0xe0 }, 3, ARG_NONE },  /* mov eax, r12d */
-    { { 0x0f, 0xb6, 0xc0 }, 3, ARG_NONE },  /* movzx eax, al */
-    { { 0x84, 0xc0 }, 2, ARG_NONE },        /* test al, al */
-    { { 0x39, 0xc2 }, 2, ARG_NONE },        /* cmp edx, eax */
-    { { 0x48, 0x39, 0xc3 }, 3, ARG_NONE },  /* cmp rbx, rax */
+    { { 0x48, 0x8b, 0x45 }, 3, ARG_D8 },         /* mov rax, [rbp+d] */
+    { { 0x48, 0x89, 0x45 }, 3, ARG_D8 },         /* mov [rbp+d], rax */
+    { { 0x8b, 0x45 }, 2, ARG_D8 },               /* mov eax, [rbp+d] */
+    { { 0x89, 0x45 }, 2, ARG_D8 },               /* mov [rbp+d], eax */
+    { { 0x48, 0x8b, 0x55 }, 3, ARG_D8 },         /* mov rdx, [rbp+d] */
+    { { 0x48, 0x89, 0x7d }, 3, ARG_D8 },         /* mov [rbp+d], rdi */
+    { { 0x48, 0x89, 0x75 }, 3, ARG_D8 },         /* mov [rbp+d], rsi */
+    { { 0x48, 0x8b, 0x43 }, 3, ARG_I8 },         /* mov rax, [rbx+d] */
+    { { 0x48, 0x8b, 0x7b }, 3, ARG_I8 },         /* mov rdi, [rbx+d] */
+    { { 0x48, 0x89, 0xc7 }, 3, ARG_NONE },       /* mov rdi, rax */
+    { { 0x48, 0x89, 0xde }, 3, ARG_NONE },       /* mov rsi, rbx */
+    { { 0x48, 0x89, 0xc3 }, 3, ARG_NONE },       /* mov rbx, rax */
+    { { 0x89, 0xc2 }, 2, ARG_NONE },             /* mov edx, eax */
+    { { 0x31, 0xc0 }, 2, ARG_NONE },             /* xor eax, eax */
+    { { 0x31, 0xd2 }, 2, ARG_NONE },             /* xor edx, edx */
+    { { 0x85, 0xc0 }, 2, ARG_NONE },             /* test eax, eax */
+    { { 0x48, 0x85, 0xc0 }, 3, ARG_NONE },       /* test rax, rax */
+    { { 0x74 }, 1, ARG_R8 },                     /* je */
+    { { 0x75 }, 1, ARG_R8 },                     /* jne */
+    { { 0xeb }, 1, ARG_R8 },                     /* jmp */
+    { { 0x7e }, 1, ARG_R8 },                     /* jle */
+    { { 0x0f, 0x84 }, 2, ARG_R32 },              /* je near */
+    { { 0x0f, 0x85 }, 2, ARG_R32 },              /* jne near */
+    { { 0xe8 }, 1, ARG_R32 },                    /* call */
+    { { 0xe8 }, 1, ARG_R32 },                    /* call */
+    { { 0xe8 }, 1, ARG_R32 },                    /* call */
+    { { 0x48, 0x8d, 0x05 }, 3, ARG_D32 },        /* lea rax, [rip+d] */
+    { { 0x48, 0x8d, 0x3d }, 3, ARG_D32 },        /* lea rdi, [rip+d] */
+    { { 0x48, 0x8b, 0x05 }, 3, ARG_D32 },        /* mov rax, [rip+d] */
+    { { 0xff, 0x15 }, 2, ARG_D32 },              /* call [rip+d] */
+    { { 0x83, 0xf8 }, 2, ARG_I8 },               /* cmp eax, i */
+    { { 0x48, 0x83, 0xf8 }, 3, ARG_I8 },         /* cmp rax, i */
+    { { 0xb8 }, 1, ARG_I32 },                    /* mov eax, i */
+    { { 0xbe }, 1, ARG_I32 },                    /* mov esi, i */
+    { { 0xbf }, 1, ARG_I32 },                    /* mov edi, i */
+    { { 0xba }, 1, ARG_I32 },                    /* mov edx, i */
+    { { 0xc7, 0x45 }, 2, ARG_D8I32 },            /* mov dword [rbp+d], i */
+    { { 0x0f, 0xb6, 0x45 }, 3, ARG_D8 },         /* movzx eax, byte [rbp+d] */
+    { { 0x48, 0x63, 0xd0 }, 3, ARG_NONE },       /* movsxd rdx, eax */
+    { { 0x48, 0x01, 0xd0 }, 3, ARG_NONE },       /* add rax, rdx */
+    { { 0x48, 0x29, 0xc2 }, 3, ARG_NONE },       /* sub rdx, rax */
+    { { 0x83, 0xc0, 0x01 }, 3, ARG_NONE },       /* add eax, 1 */
+    { { 0x48, 0x83, 0xc0 }, 3, ARG_I8 },         /* add rax, i */
+    { { 0x48, 0xc1, 0xe0 }, 3, ARG_I8 },         /* shl rax, i */
+    { { 0x48, 0x8d, 0x04, 0xc5 }, 4, ARG_I32 },  /* lea rax, [rax*8+i] */
+    { { 0x0f, 0xaf, 0xc2 }, 3, ARG_NONE },       /* imul eax, edx */
+    { { 0x89, 0xd0 }, 2, ARG_NONE },             /* mov eax, edx */
+    { { 0x4c, 0x89, 0xe7 }, 3, ARG_NONE },       /* mov rdi, r12 */
+    { { 0x4c, 0x89, 0xee }, 3, ARG_NONE },       /* mov rsi, r13 */
+    { { 0x49, 0x8b, 0x44, 0x24 }, 4, ARG_I8 },   /* mov rax, [r12+d] */
+    { { 0x41, 0x89, 0xc4 }, 3, ARG_NONE },       /* mov r12d, eax */
+    { { 0x44, 0x89, 0xe0 }, 3, ARG_NONE },       /* mov eax, r12d */
+    { { 0x0f, 0xb6, 0xc0 }, 3, ARG_NONE },       /* movzx eax, al */
+    { { 0x84, 0xc0 }, 2, ARG_NONE },             /* test al, al */
+    { { 0x39, 0xc2 }, 2, ARG_NONE },             /* cmp edx, eax */
+    { { 0x48, 0x39, 0xc3 }, 3, ARG_NONE },       /* cmp rbx, rax */
     { { 0x0f, 0x1f, 0x40, 0x00 }, 4, ARG_NONE }, /* nop dword [rax] */
-    { { 0x66, 0x90 }, 2, ARG_NONE },        /* xchg ax, ax */
-    { { 0xf3, 0x0f, 0x10, 0x45 }, 4, ARG_D8 }, /* movss xmm0, [rbp+d] */
-    { { 0xf2, 0x0f, 0x11, 0x45 }, 4, ARG_D8 }, /* movsd [rbp+d], xmm0 */
+    { { 0x66, 0x90 }, 2, ARG_NONE },             /* xchg ax, ax */
+    { { 0xf3, 0x0f, 0x10, 0x45 }, 4, ARG_D8 },   /* movss xmm0, [rbp+d] */
+    { { 0xf2, 0x0f, 0x11, 0x45 }, 4, ARG_D8 },   /* movsd [rbp+d], xmm0 */
     { { 0x66, 0x0f, 0xef, 0xc0 }, 4, ARG_NONE }, /* pxor xmm0, xmm0 */
-    { { 0x48, 0x8b, 0x00 }, 3, ARG_NONE },  /* mov rax, [rax] */
-    { { 0x8b, 0x40 }, 2, ARG_I8 },          /* mov eax, [rax+d] */
-    { { 0x48, 0x8b, 0x40 }, 3, ARG_I8 },    /* mov rax, [rax+d] */
+    { { 0x48, 0x8b, 0x00 }, 3, ARG_NONE },       /* mov rax, [rax] */
+    { { 0x8b, 0x40 }, 2, ARG_I8 },               /* mov eax, [rax+d] */
+    { { 0x48, 0x8b, 0x40 }, 3, ARG_I8 },         /* mov rax, [rax+d] */
 };
 
 /* Prologues and epilogues, matched by index. */
@@ -368,10 +395,10 @@ static const struct insn prologues[4] = {
 };
 
 static const struct insn epilogues[4] = {
-    { { 0xc9, 0xc3 }, 2, ARG_NONE },             /* leave; ret */
-    { { 0x5b, 0x5d, 0xc3 }, 3, ARG_NONE },       /* pop rbx/rbp; ret */
+    { { 0xc9, 0xc3 }, 2, ARG_NONE },                   /* leave; ret */
+    { { 0x5b, 0x5d, 0xc3 }, 3, ARG_NONE },             /* pop rbx/rbp; ret */
     { { 0x5b, 0x5d, 0x41, 0x5c, 0xc3 }, 5, ARG_NONE }, /* pops; ret */
-    { { 0x5b, 0xc3 }, 2, ARG_NONE },             /* pop rbx; ret */
+    { { 0x5b, 0xc3 }, 2, ARG_NONE },                   /* pop rbx; ret */
 };
 
 /*
@@ -553,7 +580,10 @@ struct piece {
     uint8_t len;
 };
 
-#define P(x) { x, sizeof(x) - 1 }
+#define P(x)             \
+    {                    \
+        x, sizeof(x) - 1 \
+    }
 
 static const struct piece log_levels[8] = {
     P("INFO  ["), P("INFO  ["), P("INFO  ["), P("DEBUG ["),
@@ -561,10 +591,10 @@ static const struct piece log_levels[8] = {
 };
 
 static const struct piece log_modules[16] = {
-    P("worker-"), P("net-"), P("store-"), P("sched-"),
-    P("http-"), P("cache-"), P("auth-"), P("gc-"),
-    P("io-"), P("db-"), P("timer-"), P("raft-"),
-    P("api-"), P("queue-"), P("mm-"), P("cfg-"),
+    P("worker-"), P("net-"),   P("store-"), P("sched-"),
+    P("http-"),   P("cache-"), P("auth-"),  P("gc-"),
+    P("io-"),     P("db-"),    P("timer-"), P("raft-"),
+    P("api-"),    P("queue-"), P("mm-"),    P("cfg-"),
 };
 
 /* Messages: piece, number, piece, number, piece. */
@@ -746,16 +776,17 @@ static void gen_random(unsigned char *p, const struct page_ctx *c)
 #define ZERO_TAIL_SHARE 3u
 
 static const uint8_t kind_deck[64] = {
-    KIND_SDF, KIND_LOG, KIND_TEXT, KIND_CODE, KIND_ROWS, KIND_SLAB, KIND_SDF,
-    KIND_ZERO, KIND_LOG, KIND_TEXT, KIND_RANDOM, KIND_SDF, KIND_CODE,
-    KIND_ROWS, KIND_SLAB, KIND_LOG, KIND_SDF, KIND_TEXT, KIND_SDF, KIND_LOG,
-    KIND_TEXT, KIND_CODE, KIND_ROWS, KIND_SLAB, KIND_SDF, KIND_ZERO, KIND_LOG,
-    KIND_SDF, KIND_TEXT, KIND_CODE, KIND_LOG, KIND_RANDOM, KIND_ROWS, KIND_SDF,
-    KIND_SLAB, KIND_TEXT, KIND_SDF, KIND_LOG, KIND_ZERO, KIND_SDF, KIND_CODE,
-    KIND_ROWS, KIND_SLAB, KIND_TEXT, KIND_LOG, KIND_SDF, KIND_TEXT, KIND_SDF,
-    KIND_LOG, KIND_CODE, KIND_ROWS, KIND_SLAB, KIND_RANDOM, KIND_SDF,
-    KIND_TEXT, KIND_LOG, KIND_ZERO, KIND_SDF, KIND_CODE, KIND_ROWS, KIND_SLAB,
-    KIND_TEXT, KIND_LOG, KIND_SDF,
+    KIND_SDF,  KIND_LOG,    KIND_TEXT, KIND_CODE, KIND_ROWS,   KIND_SLAB,
+    KIND_SDF,  KIND_ZERO,   KIND_LOG,  KIND_TEXT, KIND_RANDOM, KIND_SDF,
+    KIND_CODE, KIND_ROWS,   KIND_SLAB, KIND_LOG,  KIND_SDF,    KIND_TEXT,
+    KIND_SDF,  KIND_LOG,    KIND_TEXT, KIND_CODE, KIND_ROWS,   KIND_SLAB,
+    KIND_SDF,  KIND_ZERO,   KIND_LOG,  KIND_SDF,  KIND_TEXT,   KIND_CODE,
+    KIND_LOG,  KIND_RANDOM, KIND_ROWS, KIND_SDF,  KIND_SLAB,   KIND_TEXT,
+    KIND_SDF,  KIND_LOG,    KIND_ZERO, KIND_SDF,  KIND_CODE,   KIND_ROWS,
+    KIND_SLAB, KIND_TEXT,   KIND_LOG,  KIND_SDF,  KIND_TEXT,   KIND_SDF,
+    KIND_LOG,  KIND_CODE,   KIND_ROWS, KIND_SLAB, KIND_RANDOM, KIND_SDF,
+    KIND_TEXT, KIND_LOG,    KIND_ZERO, KIND_SDF,  KIND_CODE,   KIND_ROWS,
+    KIND_SLAB, KIND_TEXT,   KIND_LOG,  KIND_SDF,
 };
 
 /* Writes page page_no into p: PAGE_SIZE bytes, and up to SLACK more. */

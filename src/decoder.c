@@ -22,7 +22,7 @@ struct zm_decoder {
     uint32_t page_size;
     unsigned page_shift;
     uint32_t max_pages;
-    uint32_t codecs;  /* accepted ids, bit (1u << id) */
+    uint32_t codecs; /* accepted ids, bit (1u << id) */
     struct zm_region_map *regions;
     unsigned region_count;
     void *codec_state[ZM_CODEC_COUNT]; /* made on first use */
@@ -38,8 +38,8 @@ ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
     if (!opts || !out || opts->sizeof_options < sizeof(size_t)) {
         return zm_error(-EINVAL, "decoder: options missing");
     }
-    memcpy(&o, opts, opts->sizeof_options < sizeof(o) ? opts->sizeof_options
-                                                       : sizeof(o));
+    memcpy(&o, opts,
+           opts->sizeof_options < sizeof(o) ? opts->sizeof_options : sizeof(o));
     uint32_t page_size = o.page_size ? o.page_size : 4096;
     uint32_t max_pages = o.max_pages ? o.max_pages : 128;
     uint32_t built = 0;
@@ -49,18 +49,20 @@ ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
     }
     if (page_size < ZM_MIN_PAGE_SIZE || page_size > ZM_MAX_PAGE_SIZE ||
         (page_size & (page_size - 1)) != 0) {
-        return zm_error(-EINVAL, "page size %u is not a power of two in "
-                        "%u..%u", page_size, ZM_MIN_PAGE_SIZE,
-                        ZM_MAX_PAGE_SIZE);
+        return zm_error(-EINVAL,
+                        "page size %u is not a power of two in "
+                        "%u..%u",
+                        page_size, ZM_MIN_PAGE_SIZE, ZM_MAX_PAGE_SIZE);
     }
     if (max_pages > ZM_MAX_BATCH_PAGES) {
         return zm_error(-EINVAL, "max pages %u outside 1..%u", max_pages,
                         ZM_MAX_BATCH_PAGES);
     }
     if (o.codecs & ~built) {
-        return zm_error(-EOPNOTSUPP, "decoder: codec mask 0x%x names "
-                        "codecs this build lacks (built: 0x%x)", o.codecs,
-                        built);
+        return zm_error(-EOPNOTSUPP,
+                        "decoder: codec mask 0x%x names "
+                        "codecs this build lacks (built: 0x%x)",
+                        o.codecs, built);
     }
     if (o.region_count > 0 && !o.regions) {
         return zm_error(-EINVAL, "decoder: %u regions but no region table",
@@ -69,9 +71,10 @@ ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
     for (unsigned r = 0; r < o.region_count; r++) {
         /* Every page offset must be addressable without wrapping. */
         if (o.regions[r].size > SIZE_MAX - (uintptr_t)o.regions[r].base) {
-            return zm_error(-EINVAL, "decoder: region %u of %llu bytes "
-                            "does not fit the address space", r,
-                            (unsigned long long)o.regions[r].size);
+            return zm_error(-EINVAL,
+                            "decoder: region %u of %llu bytes "
+                            "does not fit the address space",
+                            r, (unsigned long long)o.regions[r].size);
         }
     }
 
@@ -84,16 +87,15 @@ ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
     dec->max_pages = max_pages;
     dec->codecs = o.codecs ? o.codecs : built;
     dec->region_count = o.region_count;
-    dec->regions = calloc(o.region_count ? o.region_count : 1,
-                          sizeof(*dec->regions));
+    dec->regions =
+        calloc(o.region_count ? o.region_count : 1, sizeof(*dec->regions));
     dec->scratch = aligned_alloc(64, (size_t)max_pages * page_size);
     if (!dec->regions || !dec->scratch) {
         zm_decoder_free(dec);
         return zm_error(-ENOMEM, "decoder: out of memory");
     }
     if (o.region_count) {
-        memcpy(dec->regions, o.regions,
-               o.region_count * sizeof(*dec->regions));
+        memcpy(dec->regions, o.regions, o.region_count * sizeof(*dec->regions));
     }
     *out = dec;
     return 0;
@@ -120,8 +122,7 @@ static int codec_state(zm_decoder *dec, const struct zm_codec_ops *codec,
     if (!dec->codec_state[codec->id] &&
         codec->init(&dec->codec_state[codec->id], codec->default_level,
                     ZM_CODEC_DECOMPRESS) < 0) {
-        return zm_error(-ENOMEM, "decoder: out of memory for %s",
-                        codec->name);
+        return zm_error(-ENOMEM, "decoder: out of memory for %s", codec->name);
     }
     *state = dec->codec_state[codec->id];
     return 0;
@@ -148,8 +149,10 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
     }
     uint64_t size = zm_packet_size(&h);
     if (len != size) {
-        return zm_error(-EBADMSG, "packet: %zu bytes, the header describes "
-                        "%llu", len, (unsigned long long)size);
+        return zm_error(-EBADMSG,
+                        "packet: %zu bytes, the header describes "
+                        "%llu",
+                        len, (unsigned long long)size);
     }
     if (h.page_shift != dec->page_shift) {
         return zm_error(-EPROTO, "packet: page size %u, expected %u",
@@ -157,8 +160,10 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
     }
     uint32_t pages = h.normal_count + h.zero_count;
     if (pages > dec->max_pages) {
-        return zm_error(-EMSGSIZE, "packet: %u pages, more than the "
-                        "accepted %u", pages, dec->max_pages);
+        return zm_error(-EMSGSIZE,
+                        "packet: %u pages, more than the "
+                        "accepted %u",
+                        pages, dec->max_pages);
     }
     if (!(dec->codecs & (1u << h.codec))) {
         return zm_error(-EPROTO, "packet: codec %s was not negotiated",
@@ -178,9 +183,10 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
         uint32_t index = zm_get_le32(table + 4 * i);
 
         if (index >= region_pages) {
-            return zm_error(-ERANGE, "packet: page %u of region %u is "
-                            "beyond its %llu pages", index, h.region,
-                            (unsigned long long)region_pages);
+            return zm_error(-ERANGE,
+                            "packet: page %u of region %u is "
+                            "beyond its %llu pages",
+                            index, h.region, (unsigned long long)region_pages);
         }
         /* In 64 bits: [2^32 - 1, 0] must not pass for consecutive. */
         if (i < h.normal_count && (uint64_t)index != (uint64_t)first + i) {
@@ -208,20 +214,22 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
         if ((ret = codec_state(dec, codec, &state)) < 0) {
             return ret;
         }
-        if (codec->decompress(state, payload, h.payload_size, dst,
-                              data_size) < 0) {
-            return zm_error(-EBADMSG, "packet: %s payload of %u bytes does "
-                            "not decompress to %u pages", codec->name,
-                            h.payload_size, h.normal_count);
+        if (codec->decompress(state, payload, h.payload_size, dst, data_size) <
+            0) {
+            return zm_error(-EBADMSG,
+                            "packet: %s payload of %u bytes does "
+                            "not decompress to %u pages",
+                            codec->name, h.payload_size, h.normal_count);
         }
         data = dst;
         in_place = consecutive;
     }
     data_hash = zm_hash64(data, data_size, 0);
     if (zm_packet_checksum(p, pages, data_hash) != h.checksum) {
-        return zm_error(-EBADMSG, "packet: checksum mismatch (region %u, "
-                        "%u pages from page %u)", h.region, pages,
-                        pages ? zm_get_le32(table) : 0);
+        return zm_error(-EBADMSG,
+                        "packet: checksum mismatch (region %u, "
+                        "%u pages from page %u)",
+                        h.region, pages, pages ? zm_get_le32(table) : 0);
     }
 
     /* Verified; now commit what is not in place yet. */

@@ -33,18 +33,19 @@ struct zm_encoder {
      * codec runs untested, and one that does not fit turns it back on.
      */
     bool estimate_next;
-    unsigned char *snapshot;  /* max_pages pages: the copy we compress */
-    struct iovec *iov;        /* the normal pages, adjacent ones merged */
-    uint32_t *zero_index;     /* zero pages, appended after the normal ones */
+    unsigned char *snapshot; /* max_pages pages: the copy we compress */
+    struct iovec *iov;       /* the normal pages, adjacent ones merged */
+    uint32_t *zero_index;    /* zero pages, appended after the normal ones */
 };
 
 static int check_page_size(uint32_t page_size)
 {
     if (page_size < ZM_MIN_PAGE_SIZE || page_size > ZM_MAX_PAGE_SIZE ||
         (page_size & (page_size - 1)) != 0) {
-        return zm_error(-EINVAL, "page size %u is not a power of two in "
-                        "%u..%u", page_size, ZM_MIN_PAGE_SIZE,
-                        ZM_MAX_PAGE_SIZE);
+        return zm_error(-EINVAL,
+                        "page size %u is not a power of two in "
+                        "%u..%u",
+                        page_size, ZM_MIN_PAGE_SIZE, ZM_MAX_PAGE_SIZE);
     }
     return 0;
 }
@@ -69,8 +70,8 @@ ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
         return zm_error(-EINVAL, "encoder: options missing");
     }
     /* Fields a caller's older, smaller struct lacks stay zero: defaults. */
-    memcpy(&o, opts, opts->sizeof_options < sizeof(o) ? opts->sizeof_options
-                                                       : sizeof(o));
+    memcpy(&o, opts,
+           opts->sizeof_options < sizeof(o) ? opts->sizeof_options : sizeof(o));
     const struct zm_codec_ops *codec = zm_codec_get(o.codec);
     if (!codec) {
         return zm_codec_levels(o.codec, NULL, NULL, NULL);
@@ -186,9 +187,9 @@ static ssize_t encode_payload(zm_encoder *enc, int iovcnt, size_t data_size,
                             ZM_INCOMPRESSIBLE_BITS;
         if (!hopeless) {
             size_t limit = data_size * enc->raw_threshold / 100;
-            ssize_t n = enc->codec->compress(enc->codec_state, src, srccnt,
-                                             data_size, payload,
-                                             limit < room ? limit : room);
+            ssize_t n =
+                enc->codec->compress(enc->codec_state, src, srccnt, data_size,
+                                     payload, limit < room ? limit : room);
             if (n >= 0) {
                 enc->estimate_next = false;
                 *data_hash = hash_iov(src, srccnt);
@@ -203,8 +204,10 @@ static ssize_t encode_payload(zm_encoder *enc, int iovcnt, size_t data_size,
         }
     }
     if (data_size > room) {
-        return zm_error(-ENOBUFS, "encode: the raw payload needs %zu bytes, "
-                        "the buffer has %zu left", data_size, room);
+        return zm_error(-ENOBUFS,
+                        "encode: the raw payload needs %zu bytes, "
+                        "the buffer has %zu left",
+                        data_size, room);
     }
     /* Hash the copy in the packet: no one else writes it. */
     copy_iov(payload, src, srccnt);
@@ -233,15 +236,18 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
     }
     size_t table_end = ZM_PACKET_HEADER_SIZE + (size_t)count * 4;
     if (cap < table_end) {
-        return zm_error(-ENOBUFS, "encode: %zu-byte buffer, the header "
-                        "alone needs %zu", cap, table_end);
+        return zm_error(-ENOBUFS,
+                        "encode: %zu-byte buffer, the header "
+                        "alone needs %zu",
+                        cap, table_end);
     }
 
     for (unsigned i = 0; i < count; i++) {
         const unsigned char *data = pages[i].data;
 
         if (pages[i].index > UINT32_MAX) {
-            return zm_error(-EINVAL, "encode: page index %llu does not fit "
+            return zm_error(-EINVAL,
+                            "encode: page index %llu does not fit "
                             "the 32-bit wire field",
                             (unsigned long long)pages[i].index);
         }
@@ -251,12 +257,11 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
         }
         zm_put_le32(table + 4 * normal++, (uint32_t)pages[i].index);
         struct iovec *prev = iovcnt ? &enc->iov[iovcnt - 1] : NULL;
-        if (prev && (const unsigned char *)prev->iov_base + prev->iov_len ==
-                        data) {
+        if (prev &&
+            (const unsigned char *)prev->iov_base + prev->iov_len == data) {
             prev->iov_len += enc->page_size;
         } else {
-            enc->iov[iovcnt++] = (struct iovec){ (void *)data,
-                                                 enc->page_size };
+            enc->iov[iovcnt++] = (struct iovec){ (void *)data, enc->page_size };
         }
     }
     for (uint32_t i = 0; i < zero; i++) {
@@ -269,9 +274,9 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
     ssize_t payload_size = 0;
 
     if (normal > 0) {
-        payload_size = encode_payload(enc, iovcnt, data_size, flags,
-                                      packet + table_end, cap - table_end,
-                                      &data_hash, &raw);
+        payload_size =
+            encode_payload(enc, iovcnt, data_size, flags, packet + table_end,
+                           cap - table_end, &data_hash, &raw);
         if (payload_size < 0) {
             return payload_size;
         }

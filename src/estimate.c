@@ -16,9 +16,8 @@ double zm_estimate_entropy(const struct iovec *iov, int iovcnt,
 {
     uint32_t counts[256] = { 0 };
     size_t total = 0;
-    size_t samples = page_size >= 2 * SAMPLE_SPACING
-                         ? page_size / SAMPLE_SPACING
-                         : 1;
+    size_t samples =
+        page_size >= 2 * SAMPLE_SPACING ? page_size / SAMPLE_SPACING : 1;
     /* An odd stride, and a start that moves from page to page, so that
      * records of a power-of-two size do not always show the same field. */
     size_t stride = (page_size - SAMPLE_BYTES) / samples;

@@ -33,16 +33,19 @@ int zm_packet_parse_header(const void *buf, size_t len,
     const unsigned char *p = buf;
 
     if (len < ZM_PACKET_HEADER_SIZE) {
-        return zm_error(-EBADMSG, "packet: %zu bytes, shorter than the "
-                        "%u-byte header", len, ZM_PACKET_HEADER_SIZE);
+        return zm_error(-EBADMSG,
+                        "packet: %zu bytes, shorter than the "
+                        "%u-byte header",
+                        len, ZM_PACKET_HEADER_SIZE);
     }
     if (zm_get_le32(p) != ZM_PKT_MAGIC) {
-        return zm_error(-EBADMSG, "packet: bad magic 0x%08x",
-                        zm_get_le32(p));
+        return zm_error(-EBADMSG, "packet: bad magic 0x%08x", zm_get_le32(p));
     }
     if (p[4] != ZM_PKT_VERSION) {
-        return zm_error(-EPROTO, "packet: version %u, this library "
-                        "speaks version %u", p[4], ZM_PKT_VERSION);
+        return zm_error(-EPROTO,
+                        "packet: version %u, this library "
+                        "speaks version %u",
+                        p[4], ZM_PKT_VERSION);
     }
     h->codec = p[5];
     h->flags = p[6];
@@ -62,7 +65,8 @@ int zm_packet_parse_header(const void *buf, size_t len,
                         h->flags & ~ZM_PKT_KNOWN_FLAGS);
     }
     if (zm_get_le16(p + 10) != 0 || zm_get_le32(p + 28) != 0) {
-        return zm_error(-EPROTO, "packet: uses extensions this library "
+        return zm_error(-EPROTO,
+                        "packet: uses extensions this library "
                         "does not know (extension count %u, reserved 0x%x)",
                         zm_get_le16(p + 10), zm_get_le32(p + 28));
     }
@@ -76,16 +80,18 @@ int zm_packet_parse_header(const void *buf, size_t len,
         return zm_error(-EBADMSG, "packet: carries no pages");
     }
     if (pages > ZM_MAX_BATCH_PAGES) {
-        return zm_error(-EMSGSIZE, "packet: %llu pages, more than the "
-                        "limit of %u", (unsigned long long)pages,
-                        ZM_MAX_BATCH_PAGES);
+        return zm_error(-EMSGSIZE,
+                        "packet: %llu pages, more than the "
+                        "limit of %u",
+                        (unsigned long long)pages, ZM_MAX_BATCH_PAGES);
     }
     uint64_t data_size = (uint64_t)h->normal_count << h->page_shift;
     if (h->flags & ZM_PKT_RAW ? h->payload_size != data_size
                               : h->payload_size > data_size) {
-        return zm_error(-EBADMSG, "packet: payload of %u bytes for %u "
-                        "pages of %u bytes (%s)", h->payload_size,
-                        h->normal_count, 1u << h->page_shift,
+        return zm_error(-EBADMSG,
+                        "packet: payload of %u bytes for %u "
+                        "pages of %u bytes (%s)",
+                        h->payload_size, h->normal_count, 1u << h->page_shift,
                         h->flags & ZM_PKT_RAW ? "raw" : "compressed");
     }
     if (h->codec == ZM_CODEC_NONE && h->normal_count > 0 &&

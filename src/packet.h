@@ -66,8 +66,7 @@ int zm_packet_parse_header(const void *buf, size_t len,
 static inline uint64_t zm_packet_size(const struct zm_packet_header *h)
 {
     return ZM_PACKET_HEADER_SIZE +
-           4ull * ((uint64_t)h->normal_count + h->zero_count) +
-           h->payload_size;
+           4ull * ((uint64_t)h->normal_count + h->zero_count) + h->payload_size;
 }
 
 /*

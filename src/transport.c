@@ -43,8 +43,10 @@ int zm_uri_parse(const char *text, struct zm_uri *uri)
                           "the path");
     }
     if (strncmp(text, "tcp:", 4) != 0) {
-        return zm_error(-EINVAL, "URI '%s': expected tcp:HOST:PORT, "
-                        "unix:PATH or file:PATH", text);
+        return zm_error(-EINVAL,
+                        "URI '%s': expected tcp:HOST:PORT, "
+                        "unix:PATH or file:PATH",
+                        text);
     }
     const char *host = text + 4;
     const char *colon;
@@ -54,8 +56,7 @@ int zm_uri_parse(const char *text, struct zm_uri *uri)
     if (host[0] == '[') {
         const char *close = strchr(host, ']');
         if (!close || close[1] != ':') {
-            return zm_error(-EINVAL, "URI '%s': expected [ADDRESS]:PORT",
-                            text);
+            return zm_error(-EINVAL, "URI '%s': expected [ADDRESS]:PORT", text);
         }
         host++;
         host_len = (size_t)(close - host);
@@ -63,8 +64,7 @@ int zm_uri_parse(const char *text, struct zm_uri *uri)
     } else {
         colon = strrchr(host, ':');
         if (!colon) {
-            return zm_error(-EINVAL, "URI '%s': expected tcp:HOST:PORT",
-                            text);
+            return zm_error(-EINVAL, "URI '%s': expected tcp:HOST:PORT", text);
         }
         host_len = (size_t)(colon - host);
     }
@@ -78,11 +78,11 @@ int zm_uri_parse(const char *text, struct zm_uri *uri)
     errno = 0;
     unsigned long value = strtoul(port, &end, 10);
     if (*port == '\0' || *end != '\0' || value > 65535 || errno) {
-        return zm_error(-EINVAL, "URI '%s': port '%s' is not 0..65535",
-                        text, port);
+        return zm_error(-EINVAL, "URI '%s': port '%s' is not 0..65535", text,
+                        port);
     }
-    return copy_field(uri->port, sizeof(uri->port), port, strlen(port),
-                      text, "the port");
+    return copy_field(uri->port, sizeof(uri->port), port, strlen(port), text,
+                      "the port");
 }
 
 /* ---- descriptors ---- */
@@ -194,8 +194,7 @@ int zm_conn_connect(const struct zm_uri *uri, zm_conn **out)
     if (uri->kind == ZM_URI_FILE) {
         fd = open(uri->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) {
-            return zm_error(-errno, "file:%s: %s", uri->path,
-                            strerror(errno));
+            return zm_error(-errno, "file:%s: %s", uri->path, strerror(errno));
         }
         return conn_new(fd, &file_ops, out);
     }
@@ -338,8 +337,10 @@ int zm_listener_open(const struct zm_uri *uri, zm_listener **out)
     lst->uri = *uri;
     if (uri->kind == ZM_URI_FILE) {
         free(lst);
-        return zm_error(-EINVAL, "file:%s: a file is opened, not listened "
-                        "on", uri->path);
+        return zm_error(-EINVAL,
+                        "file:%s: a file is opened, not listened "
+                        "on",
+                        uri->path);
     }
     if (uri->kind == ZM_URI_UNIX) {
         struct sockaddr_un sun;
@@ -352,13 +353,11 @@ int zm_listener_open(const struct zm_uri *uri, zm_listener **out)
         if (lst->fd < 0 ||
             bind(lst->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
             listen(lst->fd, 64) < 0) {
-            ret = zm_error(-errno, "unix:%s: %s", uri->path,
-                           strerror(errno));
+            ret = zm_error(-errno, "unix:%s: %s", uri->path, strerror(errno));
             zm_listener_close(lst);
             return ret;
         }
-        snprintf(lst->uri_text, sizeof(lst->uri_text), "unix:%s",
-                 uri->path);
+        snprintf(lst->uri_text, sizeof(lst->uri_text), "unix:%s", uri->path);
         *out = lst;
         return 0;
     }
@@ -372,8 +371,7 @@ int zm_listener_open(const struct zm_uri *uri, zm_listener **out)
     lst->fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC,
                      res->ai_protocol);
     if (lst->fd < 0 ||
-        setsockopt(lst->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) <
-            0 ||
+        setsockopt(lst->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(lst->fd, res->ai_addr, res->ai_addrlen) < 0 ||
         listen(lst->fd, 64) < 0) {
         ret = zm_error(-errno, "tcp:%s:%s: %s", uri->host, uri->port,
@@ -411,12 +409,13 @@ int zm_listener_accept(zm_listener *lst, int timeout_ms, zm_conn **out)
             continue;
         }
         if (ret < 0) {
-            return zm_error(-errno, "%s: %s", lst->uri_text,
-                            strerror(errno));
+            return zm_error(-errno, "%s: %s", lst->uri_text, strerror(errno));
         }
         if (ret == 0) {
-            return zm_error(-ETIMEDOUT, "%s: no peer connected within "
-                            "%d ms", lst->uri_text, timeout_ms);
+            return zm_error(-ETIMEDOUT,
+                            "%s: no peer connected within "
+                            "%d ms",
+                            lst->uri_text, timeout_ms);
         }
         int fd = accept4(lst->fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0 && (errno == EINTR || errno == ECONNABORTED)) {

@@ -39,8 +39,7 @@ static void test_frames(void)
           "expect: %s", zm_errmsg());
 
     CHECK(zm_frame_write(a, ZM_FRAME_END, parts, 1) == 0, "write");
-    CHECK(zm_frame_expect(b, ZM_FRAME_SYNC, buf, sizeof(buf), &len) ==
-              -EPROTO,
+    CHECK(zm_frame_expect(b, ZM_FRAME_SYNC, buf, sizeof(buf), &len) == -EPROTO,
           "wrong type");
     CHECK(strstr(zm_errmsg(), "END") != NULL, "message: %s", zm_errmsg());
 
@@ -58,8 +57,8 @@ static void test_frames(void)
     CHECK(zm_frame_expect(b, ZM_FRAME_ACCEPT, buf, sizeof(buf), &len) ==
               -ECONNREFUSED,
           "refusal");
-    CHECK(strstr(zm_errmsg(), "codec zstd? not built") != NULL,
-          "message: %s", zm_errmsg());
+    CHECK(strstr(zm_errmsg(), "codec zstd? not built") != NULL, "message: %s",
+          zm_errmsg());
 
     /* A clean end, then a torn frame. */
     zm_conn_close(a);
@@ -81,37 +80,42 @@ static void test_frames(void)
 static void test_hello(void)
 {
     struct zm_hello h = {
-        .channel = 2, .channels = 4, .page_size = 4096, .max_pages = 128,
-        .codec = ZM_CODEC_ZSTD, .level = -5,
+        .channel = 2,
+        .channels = 4,
+        .page_size = 4096,
+        .max_pages = 128,
+        .codec = ZM_CODEC_ZSTD,
+        .level = -5,
     };
     struct zm_hello back;
     unsigned char wire[ZM_HELLO_SIZE], bad[ZM_HELLO_SIZE];
 
     memset(h.session, 0xab, sizeof(h.session));
     zm_hello_encode(&h, wire);
-    CHECK(zm_hello_decode(wire, sizeof(wire), &back) == 0, "%s",
-          zm_errmsg());
-    CHECK(back.channel == 2 && back.channels == 4 &&
-              back.page_size == 4096 && back.max_pages == 128 &&
-              back.codec == ZM_CODEC_ZSTD && back.level == -5 &&
-              memcmp(back.session, h.session, 16) == 0,
+    CHECK(zm_hello_decode(wire, sizeof(wire), &back) == 0, "%s", zm_errmsg());
+    CHECK(back.channel == 2 && back.channels == 4 && back.page_size == 4096 &&
+              back.max_pages == 128 && back.codec == ZM_CODEC_ZSTD &&
+              back.level == -5 && memcmp(back.session, h.session, 16) == 0,
           "round trip");
-    CHECK(zm_hello_decode(wire, sizeof(wire) - 1, &back) == -EBADMSG,
-          "short");
+    CHECK(zm_hello_decode(wire, sizeof(wire) - 1, &back) == -EBADMSG, "short");
 
-    static const struct { size_t off; int width; uint32_t value; int err; }
-        cases[] = {
-            { 0, 4, 0x50545448, -EBADMSG },  /* "HTTP": not us */
-            { 4, 2, 2, -EPROTO },            /* version */
-            { 6, 2, 5, -EBADMSG },           /* channel > channels */
-            { 8, 2, 0, -EBADMSG },           /* no data channels */
-            { 8, 2, ZM_MAX_CHANNELS + 1, -EBADMSG },
-            { 10, 1, ZM_CODEC_COUNT, -EPROTO },
-            { 12, 4, 3000, -EBADMSG },       /* page size */
-            { 12, 4, 1u << 20, -EBADMSG },
-            { 16, 4, 0, -EBADMSG },          /* max pages */
-            { 16, 4, ZM_MAX_BATCH_PAGES + 1, -EBADMSG },
-        };
+    static const struct {
+        size_t off;
+        int width;
+        uint32_t value;
+        int err;
+    } cases[] = {
+        { 0, 4, 0x50545448, -EBADMSG }, /* "HTTP": not us */
+        { 4, 2, 2, -EPROTO },           /* version */
+        { 6, 2, 5, -EBADMSG },          /* channel > channels */
+        { 8, 2, 0, -EBADMSG },          /* no data channels */
+        { 8, 2, ZM_MAX_CHANNELS + 1, -EBADMSG },
+        { 10, 1, ZM_CODEC_COUNT, -EPROTO },
+        { 12, 4, 3000, -EBADMSG }, /* page size */
+        { 12, 4, 1u << 20, -EBADMSG },
+        { 16, 4, 0, -EBADMSG }, /* max pages */
+        { 16, 4, ZM_MAX_BATCH_PAGES + 1, -EBADMSG },
+    };
     for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         memcpy(bad, wire, sizeof(bad));
         if (cases[i].width == 1) {
@@ -140,16 +144,14 @@ static void test_layout(void)
     in[2].size = 4096;
     ssize_t len = zm_layout_encode(in, 3, wire, sizeof(wire));
     CHECK(len == 4 + 3 * 9 + 6 + 8 + 1, "length %zd", len);
-    CHECK(zm_layout_decode(wire, (size_t)len, 4096, out, &n) == 0 &&
-              n == 3 && strcmp(out[1].name, "vga.vram") == 0 &&
-              out[0].size == 1ull << 30,
+    CHECK(zm_layout_decode(wire, (size_t)len, 4096, out, &n) == 0 && n == 3 &&
+              strcmp(out[1].name, "vga.vram") == 0 && out[0].size == 1ull << 30,
           "round trip: %s", zm_errmsg());
 
     CHECK(zm_layout_decode(wire, (size_t)len, 8192, out, &n) == -EBADMSG,
           "4 KiB region, 8 KiB pages");
     for (ssize_t cut = 0; cut < len; cut++) {
-        CHECK(zm_layout_decode(wire, (size_t)cut, 4096, out, &n) ==
-                  -EBADMSG,
+        CHECK(zm_layout_decode(wire, (size_t)cut, 4096, out, &n) == -EBADMSG,
               "cut at %zd", cut);
     }
     memcpy(bad, wire, (size_t)len);
@@ -186,8 +188,8 @@ static void test_layout(void)
             uint64_t r = t_rand(&seed);
             bad[r % (uint64_t)len] ^= (unsigned char)(r >> 32);
         }
-        zm_layout_decode(bad, (size_t)(t_rand(&seed) % (uint64_t)len + 1),
-                         4096, out, &n);
+        zm_layout_decode(bad, (size_t)(t_rand(&seed) % (uint64_t)len + 1), 4096,
+                         out, &n);
     }
 }
 

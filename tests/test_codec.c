@@ -42,21 +42,18 @@ static void check_stream(const struct zm_codec_ops *c, void *state,
         t_guarded_free(&out);
         return;
     }
-    int ret = c->decompress(state, compressed, (size_t)n, out.data,
-                            DATA_SIZE);
+    int ret = c->decompress(state, compressed, (size_t)n, out.data, DATA_SIZE);
     CHECK(ret == 0, "%s %s: decompress returned %d", c->name, what, ret);
     CHECK(memcmp(out.data, original, DATA_SIZE) == 0,
           "%s %s: round trip differs", c->name, what);
 
     /* The guard page right after the buffer catches any overrun. */
-    ret = c->decompress(state, compressed, (size_t)n - 1, out.data,
-                        DATA_SIZE);
+    ret = c->decompress(state, compressed, (size_t)n - 1, out.data, DATA_SIZE);
     CHECK(ret == -EBADMSG, "%s %s: truncated stream gave %d", c->name, what,
           ret);
     ret = c->decompress(state, compressed, (size_t)n, out.data + 1,
                         DATA_SIZE - 1);
-    CHECK(ret == -EBADMSG, "%s %s: short output gave %d", c->name, what,
-          ret);
+    CHECK(ret == -EBADMSG, "%s %s: short output gave %d", c->name, what, ret);
     t_guarded_free(&out);
 }
 
@@ -67,8 +64,7 @@ static void test_codec_level(const struct zm_codec_ops *c, int level)
     struct iovec pages[PAGES];
     char what[64];
 
-    CHECK(c->init(&state, level, ZM_CODEC_COMPRESS | ZM_CODEC_DECOMPRESS) ==
-              0,
+    CHECK(c->init(&state, level, ZM_CODEC_COMPRESS | ZM_CODEC_DECOMPRESS) == 0,
           "%s level %d: init failed", c->name, level);
 
     snprintf(what, sizeof(what), "level %d contiguous", level);
@@ -87,14 +83,14 @@ static void test_codec_level(const struct zm_codec_ops *c, int level)
     CHECK(n == -ENOBUFS, "%s level %d: tiny output gave %zd", c->name, level,
           n);
     n = c->compress(state, pages, PAGES, DATA_SIZE, compressed, 64);
-    CHECK(n == -ENOBUFS, "%s level %d: tiny scattered output gave %zd",
-          c->name, level, n);
+    CHECK(n == -ENOBUFS, "%s level %d: tiny scattered output gave %zd", c->name,
+          level, n);
     /* Random data does not shrink: no room for it in its own size. */
     struct iovec random_data = { noise, DATA_SIZE };
     n = c->compress(state, &random_data, 1, DATA_SIZE, compressed,
                     DATA_SIZE - 1);
-    CHECK(n == -ENOBUFS, "%s level %d: random data gave %zd", c->name,
-          level, n);
+    CHECK(n == -ENOBUFS, "%s level %d: random data gave %zd", c->name, level,
+          n);
 
     /* A context that failed a stream must still work for the next one. */
     snprintf(what, sizeof(what), "level %d after ENOBUFS", level);
@@ -120,17 +116,18 @@ static void test_deflate_interop(void)
     scatter(pages);
     for (int level = isal->min_level; level <= isal->max_level; level++) {
         CHECK(isal->init(&a, level, ZM_CODEC_COMPRESS) == 0, "isal init");
-        CHECK(zlib->init(&b, 1, ZM_CODEC_COMPRESS | ZM_CODEC_DECOMPRESS) ==
-                  0,
+        CHECK(zlib->init(&b, 1, ZM_CODEC_COMPRESS | ZM_CODEC_DECOMPRESS) == 0,
               "zlib init");
         for (int sg = 0; sg < 2; sg++) {
             ssize_t n = sg ? isal->compress(a, pages, PAGES, DATA_SIZE,
                                             compressed, sizeof(compressed))
-                           : isal->compress(a, &whole, 1, DATA_SIZE,
-                                            compressed, sizeof(compressed));
+                           : isal->compress(a, &whole, 1, DATA_SIZE, compressed,
+                                            sizeof(compressed));
             CHECK(n > 0, "isal level %d: %zd", level, n);
-            check_stream(zlib, b, sg ? "inflating ISA-L scattered"
-                                     : "inflating ISA-L contiguous", n);
+            check_stream(zlib, b,
+                         sg ? "inflating ISA-L scattered"
+                            : "inflating ISA-L contiguous",
+                         n);
         }
         isal->fini(a);
         zlib->fini(b);
@@ -162,13 +159,14 @@ static void test_names_and_levels(void)
     const struct zm_codec_ops *zstd = zm_codec_get(ZM_CODEC_ZSTD);
     if (zstd) {
         int min, max, def;
-        CHECK(zm_codec_levels(ZM_CODEC_ZSTD, &min, &max, &def) == 0,
-              "levels");
-        CHECK(min == 1 && max == 19 && def == 1, "zstd %d..%d (%d)", min,
-              max, def);
+        CHECK(zm_codec_levels(ZM_CODEC_ZSTD, &min, &max, &def) == 0, "levels");
+        CHECK(min == 1 && max == 19 && def == 1, "zstd %d..%d (%d)", min, max,
+              def);
         CHECK(zm_codec_check_level(zstd, 20) == -ERANGE, "zstd 20");
-        CHECK(strstr(zm_errmsg(), "1..19") != NULL, "message names the "
-              "range: %s", zm_errmsg());
+        CHECK(strstr(zm_errmsg(), "1..19") != NULL,
+              "message names the "
+              "range: %s",
+              zm_errmsg());
         CHECK(zm_codec_check_level(zstd, 0) == -ERANGE, "zstd 0");
     }
 }
@@ -186,8 +184,7 @@ int main(void)
             memcpy(original + (size_t)taken++ * PAGE, pool + off, PAGE);
         }
     }
-    CHECK(taken == PAGES, "generated data has only %d non-zero pages",
-          taken);
+    CHECK(taken == PAGES, "generated data has only %d non-zero pages", taken);
     t_fill_random(noise, DATA_SIZE, 7);
     test_names_and_levels();
     for (int id = 0; id < ZM_CODEC_COUNT; id++) {

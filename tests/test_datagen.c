@@ -21,14 +21,14 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);             \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fputc('\n', stderr);                                             \
-            failures++;                                                      \
-        }                                                                    \
+#define CHECK(cond, ...)                                         \
+    do {                                                         \
+        if (!(cond)) {                                           \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                        \
+            fputc('\n', stderr);                                 \
+            failures++;                                          \
+        }                                                        \
     } while (0)
 
 static void *xmalloc(size_t n)
@@ -93,8 +93,8 @@ static void test_determinism(void)
         same += memcmp(a + off, b + off, PAGE) == 0;
     }
     /* Only zero pages may coincide. */
-    CHECK(same < len / PAGE / 4, "seeds 42 and 43 share %zu of %zu pages",
-          same, len / PAGE);
+    CHECK(same < len / PAGE / 4, "seeds 42 and 43 share %zu of %zu pages", same,
+          len / PAGE);
 
     /* The offset moves the data: page n of a fill at 0 is page 0 of a fill
      * at n pages. */
@@ -124,8 +124,8 @@ static void test_split(void)
     zm_datagen_fill(a, len, base, 7);
     memset(b, 0xa5, len);
     for (size_t i = 0; done < len; i++) {
-        size_t n = i < sizeof(parts) / sizeof(parts[0]) ? parts[i] * PAGE
-                                                        : len - done;
+        size_t n =
+            i < sizeof(parts) / sizeof(parts[0]) ? parts[i] * PAGE : len - done;
 
         zm_datagen_fill(b + done, n, base + done, 7);
         done += n;
@@ -157,8 +157,9 @@ static void test_split(void)
 static void test_partial(void)
 {
     static const size_t lens[] = {
-        0, 1, 100, 4095, 4096, 4097, 4096 + 255, 4096 + 256, 4096 + 257,
-        4096 + 511, 4096 + 512, 8192 + 4095, 5 * 4096 + 17, 300 * 4096 + 9,
+        0,          1,           100,           4095,           4096,
+        4097,       4096 + 255,  4096 + 256,    4096 + 257,     4096 + 511,
+        4096 + 512, 8192 + 4095, 5 * 4096 + 17, 300 * 4096 + 9,
     };
     const size_t guard = 4096;
     const size_t max = 301 * PAGE;
@@ -189,15 +190,15 @@ static void test_partial(void)
 }
 
 /* zstd -1 on each whole BATCH of data; returns the ratio. */
-static double zstd_ratio(ZSTD_CCtx *cctx, const unsigned char *data,
-                         size_t len, void *out, size_t cap)
+static double zstd_ratio(ZSTD_CCtx *cctx, const unsigned char *data, size_t len,
+                         void *out, size_t cap)
 {
     size_t in = 0;
     size_t comp = 0;
 
     for (size_t off = 0; off + BATCH <= len; off += BATCH) {
-        const size_t n = ZSTD_compressCCtx(cctx, out, cap, data + off, BATCH,
-                                           1);
+        const size_t n =
+            ZSTD_compressCCtx(cctx, out, cap, data + off, BATCH, 1);
 
         if (ZSTD_isError(n)) {
             fprintf(stderr, "zstd: %s\n", ZSTD_getErrorName(n));

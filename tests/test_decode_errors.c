@@ -138,8 +138,7 @@ static void test_bit_flips(size_t n, const char *codec)
 
     /* Every bit of header and table, then a stride through the payload. */
     size_t table_end = ZM_PACKET_HEADER_SIZE + 7 * 4;
-    for (size_t bit = 0; bit < n * 8;
-         bit += bit < table_end * 8 ? 1 : 61) {
+    for (size_t bit = 0; bit < n * 8; bit += bit < table_end * 8 ? 1 : 61) {
         unsigned char *at = wire.data + (PACKET_CAP + 64 - n);
         memcpy(at, packet, n);
         at[bit / 8] ^= (unsigned char)(1u << (bit % 8));
@@ -151,8 +150,7 @@ static void test_bit_flips(size_t n, const char *codec)
                 harmless++;
             } else {
                 accepted++;
-                fprintf(stderr, "%s: flip of bit %zu accepted\n", codec,
-                        bit);
+                fprintf(stderr, "%s: flip of bit %zu accepted\n", codec, bit);
             }
         }
         flips++;
@@ -306,10 +304,9 @@ static void test_index_wrap(void)
 {
     const size_t small = 512;
     const size_t region_size = (size_t)1 << 41; /* 2^32 pages of 512 B */
-    unsigned char *map = mmap(NULL, region_size + 4096,
-                              PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                              -1, 0);
+    unsigned char *map =
+        mmap(NULL, region_size + 4096, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) {
         printf("index wrap: no 2 TiB of address space, skipped\n");
         return;
@@ -319,8 +316,7 @@ static void test_index_wrap(void)
     unsigned char pages[2][512];
     memset(pages[0], 0x41, small);
     memset(pages[1], 0x42, small);
-    struct zm_page_ref refs[2] = { { 0xffffffffu, pages[0] },
-                                   { 0, pages[1] } };
+    struct zm_page_ref refs[2] = { { 0xffffffffu, pages[0] }, { 0, pages[1] } };
     struct zm_region_map region = { map, region_size };
     struct zm_decoder_options dopts = { .sizeof_options = sizeof(dopts),
                                         .page_size = 512,
@@ -337,8 +333,7 @@ static void test_index_wrap(void)
             continue;
         }
         CHECK(zm_decoder_new(&dopts, &wrap_dec) == 0, "decoder");
-        ssize_t n = zm_encode(enc, 0, refs, 2, 0, packet, sizeof(packet),
-                              NULL);
+        ssize_t n = zm_encode(enc, 0, refs, 2, 0, packet, sizeof(packet), NULL);
         CHECK(n > 0, "encode: %s", zm_errmsg());
         int ret = zm_decode(wrap_dec, packet, (size_t)n, NULL);
         CHECK(ret == 0, "%s: decode: %s", zm_codec_name(codec), zm_errmsg());
@@ -401,7 +396,7 @@ int main(void)
     CHECK(zm_decoder_new(&opts, &dec) == 0, "decoder: %s", zm_errmsg());
 
     zm_datagen_fill(src, sizeof(src), 0, 5);
-    memset(src + 4 * PAGE, 0, PAGE);  /* page 40 is a zero page */
+    memset(src + 4 * PAGE, 0, PAGE); /* page 40 is a zero page */
     for (unsigned i = 0; i < 7; i++) {
         if (i != 4) {
             src[i * PAGE] = (unsigned char)(i + 1); /* others are not */
@@ -413,8 +408,8 @@ int main(void)
             continue;
         }
         for (int layout = 0; layout < 2; layout++) {
-            size_t n = make_packet(codec, src,
-                                   layout ? consecutive : scattered);
+            size_t n =
+                make_packet(codec, src, layout ? consecutive : scattered);
             if (n == 0) {
                 continue;
             }
@@ -429,8 +424,8 @@ int main(void)
                 fields_done = true;
             }
             printf("%s, %s pages: %zu-byte packet, corruptions refused\n",
-                   zm_codec_name(codec),
-                   layout ? "consecutive" : "scattered", n);
+                   zm_codec_name(codec), layout ? "consecutive" : "scattered",
+                   n);
         }
     }
     test_index_wrap();

@@ -30,8 +30,9 @@ static size_t packet_cap;
 static void fill_text(unsigned char *p, size_t len, uint64_t seed)
 {
     static const char *const words[] = {
-        "the ", "memory ", "page ", "of ", "a ", "guest ", "is ", "sent ",
-        "over ", "channels ", "while ", "it ", "runs, ", "and ", "dirty ",
+        "the ",   "memory ",  "page ",      "of ",        "a ",
+        "guest ", "is ",      "sent ",      "over ",      "channels ",
+        "while ", "it ",      "runs, ",     "and ",       "dirty ",
         "pages ", "follow. ", "Migration ", "converges ", "when\n",
     };
     size_t pos = 0;
@@ -49,8 +50,7 @@ static void fill_text(unsigned char *p, size_t len, uint64_t seed)
 /* Reads Silesia files into buf when the corpus is there; false if not. */
 static bool fill_corpus(unsigned char *buf, size_t len)
 {
-    static const char *const files[] = { "samba", "x-ray", "dickens",
-                                         "osdb" };
+    static const char *const files[] = { "samba", "x-ray", "dickens", "osdb" };
     const char *dir = getenv("ZM_CORPUS");
     size_t got = 0;
 
@@ -93,9 +93,8 @@ static void make_sources(void)
  * go to page first + i * step of the region (step 1: consecutive).
  */
 static void round_trip(zm_encoder *enc, zm_decoder *dec, unsigned char *dst,
-                       const unsigned char *src, unsigned count,
-                       unsigned first, unsigned step, unsigned flags,
-                       const char *what)
+                       const unsigned char *src, unsigned count, unsigned first,
+                       unsigned step, unsigned flags, const char *what)
 {
     struct zm_page_ref refs[128];
     struct zm_packet_info ei, di, pi;
@@ -105,8 +104,7 @@ static void round_trip(zm_encoder *enc, zm_decoder *dec, unsigned char *dst,
         unsigned index = (first + i * step) % REGION_PAGES;
         refs[i] = (struct zm_page_ref){ index, src + (size_t)index * PAGE };
     }
-    ssize_t n = zm_encode(enc, 0, refs, count, flags, packet, packet_cap,
-                          &ei);
+    ssize_t n = zm_encode(enc, 0, refs, count, flags, packet, packet_cap, &ei);
     CHECK(n > 0, "%s: encode: %s", what, zm_errmsg());
     if (n <= 0) {
         return;
@@ -129,8 +127,8 @@ static void round_trip(zm_encoder *enc, zm_decoder *dec, unsigned char *dst,
         for (unsigned i = 0; i < count; i++) {
             sent |= refs[i].index == page;
         }
-        const unsigned char *want = sent ? src + (size_t)page * PAGE
-                                         : canary_page;
+        const unsigned char *want =
+            sent ? src + (size_t)page * PAGE : canary_page;
         if (memcmp(dst + (size_t)page * PAGE, want, PAGE) != 0) {
             bad++;
         }
@@ -173,12 +171,13 @@ static void test_round_trips(void)
                 for (int c = 0; c < 3; c++) {
                     for (unsigned step = 1; step <= 3; step += 2) {
                         char what[128];
-                        snprintf(what, sizeof(what), "%s-%d %s %u pages "
-                                 "step %u", zm_codec_name(codec), levels[l],
-                                 kind_names[k], counts[c], step);
+                        snprintf(what, sizeof(what),
+                                 "%s-%d %s %u pages "
+                                 "step %u",
+                                 zm_codec_name(codec), levels[l], kind_names[k],
+                                 counts[c], step);
                         round_trip(enc, dec, dst, sources[k], counts[c],
-                                   (unsigned)(c * 131 + k * 17), step, 0,
-                                   what);
+                                   (unsigned)(c * 131 + k * 17), step, 0, what);
                         round_trip(enc, dec, dst, sources[k], counts[c],
                                    (unsigned)(c * 131 + k * 17), step,
                                    ZM_ENCODE_STABLE, what);
@@ -222,8 +221,8 @@ static ssize_t encode_one(int codec, uint32_t threshold, uint32_t flags,
 static void test_store_rules(void)
 {
     struct zm_packet_info info;
-    int codec = zm_codec_available(ZM_CODEC_ZSTD) ? ZM_CODEC_ZSTD
-                                                  : ZM_CODEC_NONE;
+    int codec =
+        zm_codec_available(ZM_CODEC_ZSTD) ? ZM_CODEC_ZSTD : ZM_CODEC_NONE;
 
     /* All zero: indices only, no payload. */
     ssize_t n = encode_one(codec, 0, 0, sources[ZERO], 128, &info);
@@ -237,19 +236,17 @@ static void test_store_rules(void)
           "random batch: raw %d, payload %u", info.raw, info.payload_size);
     n = encode_one(codec, 0, ZM_ENCODER_NO_ESTIMATE, sources[RANDOM], 128,
                    &info);
-    CHECK(n > 0 && info.raw, "random batch without estimate: raw %d",
-          info.raw);
+    CHECK(n > 0 && info.raw, "random batch without estimate: raw %d", info.raw);
 
     if (codec != ZM_CODEC_NONE) {
         /* Text compresses; at a 1% threshold it must go raw instead. */
         n = encode_one(codec, 0, 0, sources[TEXT], 128, &info);
         CHECK(n > 0 && !info.raw &&
                   info.payload_size * 100 <= info.data_size * 90,
-              "text batch: raw %d, %u of %u bytes", info.raw,
-              info.payload_size, info.data_size);
+              "text batch: raw %d, %u of %u bytes", info.raw, info.payload_size,
+              info.data_size);
         n = encode_one(codec, 1, 0, sources[TEXT], 128, &info);
-        CHECK(n > 0 && info.raw, "text at a 1%% threshold: raw %d",
-              info.raw);
+        CHECK(n > 0 && info.raw, "text at a 1%% threshold: raw %d", info.raw);
     }
     /* The "none" codec always sends raw. */
     n = encode_one(ZM_CODEC_NONE, 0, 0, sources[TEXT], 128, &info);
@@ -288,18 +285,15 @@ static void test_bad_options(void)
     /* An older caller's smaller struct still works, with defaults. */
     opts.codec = ZM_CODEC_NONE;
     opts.sizeof_options = offsetof(struct zm_encoder_options, page_size);
-    CHECK(zm_encoder_new(&opts, &enc) == 0, "short options: %s",
-          zm_errmsg());
+    CHECK(zm_encoder_new(&opts, &enc) == 0, "short options: %s", zm_errmsg());
     CHECK(enc && zm_encoder_bound(enc) ==
                      ZM_PACKET_HEADER_SIZE + 128 * 4 + 128 * PAGE,
           "default bound");
     struct zm_page_ref ref = { (uint64_t)UINT32_MAX + 1, sources[TEXT] };
-    CHECK(zm_encode(enc, 0, &ref, 1, 0, packet, packet_cap, NULL) ==
-              -EINVAL,
+    CHECK(zm_encode(enc, 0, &ref, 1, 0, packet, packet_cap, NULL) == -EINVAL,
           "index beyond 32 bits");
     ref.index = 0;
-    CHECK(zm_encode(enc, 0, &ref, 0, 0, packet, packet_cap, NULL) ==
-              -EINVAL,
+    CHECK(zm_encode(enc, 0, &ref, 0, 0, packet, packet_cap, NULL) == -EINVAL,
           "zero pages");
     CHECK(zm_encode(enc, 0, &ref, 1, 0, packet, 100, NULL) == -ENOBUFS,
           "small output");
@@ -359,12 +353,11 @@ static void test_concurrent_writes(void)
             continue;
         }
         for (int i = 0; i < 20; i++) {
-            ssize_t n = zm_encode(enc, 0, refs, 128, 0, packet, packet_cap,
-                                  NULL);
+            ssize_t n =
+                zm_encode(enc, 0, refs, 128, 0, packet, packet_cap, NULL);
             if (n < 0 || zm_decode(dec, packet, (size_t)n, NULL) < 0) {
                 failures++;
-                fprintf(stderr, "%s: %s\n", zm_codec_name(codec),
-                        zm_errmsg());
+                fprintf(stderr, "%s: %s\n", zm_codec_name(codec), zm_errmsg());
             }
             packets++;
         }
@@ -372,8 +365,8 @@ static void test_concurrent_writes(void)
     }
     atomic_store(&writer_stop, true);
     pthread_join(thread, NULL);
-    CHECK(failures == 0, "%u of %u packets made under writes failed",
-          failures, packets);
+    CHECK(failures == 0, "%u of %u packets made under writes failed", failures,
+          packets);
     zm_decoder_free(dec);
     free(live);
     free(dst);
@@ -386,8 +379,11 @@ static void test_concurrent_writes(void)
  */
 static void test_extremes(void)
 {
-    static const struct { uint32_t page_size, pages; } shapes[] = {
-        { 512, ZM_MAX_BATCH_PAGES }, { 65536, 64 },
+    static const struct {
+        uint32_t page_size, pages;
+    } shapes[] = {
+        { 512, ZM_MAX_BATCH_PAGES },
+        { 65536, 64 },
     };
     for (unsigned sh = 0; sh < 2; sh++) {
         uint32_t ps = shapes[sh].page_size, count = shapes[sh].pages;
@@ -398,8 +394,11 @@ static void test_extremes(void)
         struct zm_region_map regions[2] = { { dst[0], 4096 },
                                             { dst[1], size } };
         struct zm_decoder_options dopts = {
-            .sizeof_options = sizeof(dopts), .page_size = ps,
-            .max_pages = count, .regions = regions, .region_count = 2,
+            .sizeof_options = sizeof(dopts),
+            .page_size = ps,
+            .max_pages = count,
+            .regions = regions,
+            .region_count = 2,
         };
         struct zm_page_ref *refs = calloc(count, sizeof(*refs));
         size_t cap = ZM_PACKET_HEADER_SIZE + 4 * count + (size_t)ps * count;
@@ -410,8 +409,10 @@ static void test_extremes(void)
         CHECK(zm_decoder_new(&dopts, &dec) == 0, "decoder: %s", zm_errmsg());
         for (int codec = 0; codec < ZM_CODEC_COUNT; codec++) {
             struct zm_encoder_options eopts = {
-                .sizeof_options = sizeof(eopts), .codec = codec,
-                .level = ZM_LEVEL_DEFAULT, .page_size = ps,
+                .sizeof_options = sizeof(eopts),
+                .codec = codec,
+                .level = ZM_LEVEL_DEFAULT,
+                .page_size = ps,
                 .max_pages = count,
             };
             zm_encoder *enc;
@@ -424,11 +425,12 @@ static void test_extremes(void)
                 unsigned flags = mode & 2 ? ZM_ENCODE_STABLE : 0;
                 memset(dst[1], CANARY, size);
                 for (uint32_t i = 0; i < count; i++) {
-                    refs[i] = (struct zm_page_ref){
-                        (uint64_t)i * step, src + (size_t)i * step * ps };
+                    refs[i] =
+                        (struct zm_page_ref){ (uint64_t)i * step,
+                                              src + (size_t)i * step * ps };
                 }
-                ssize_t n = zm_encode(enc, 1, refs, count, flags, pkt, cap,
-                                      NULL);
+                ssize_t n =
+                    zm_encode(enc, 1, refs, count, flags, pkt, cap, NULL);
                 int ret = n > 0 ? zm_decode(dec, pkt, (size_t)n, NULL) : -1;
                 CHECK(ret == 0, "%s, %u x %u B, mode %u: %s",
                       zm_codec_name(codec), count, ps, mode, zm_errmsg());

@@ -27,11 +27,13 @@ static unsigned false_raw(const unsigned char *buf, size_t len,
         if (bits < ZM_INCOMPRESSIBLE_BITS) {
             continue;
         }
-        size_t n = ZSTD_compress(batch_out, sizeof(batch_out), buf + off,
-                                 BATCH, 1);
+        size_t n =
+            ZSTD_compress(batch_out, sizeof(batch_out), buf + off, BATCH, 1);
         if (!ZSTD_isError(n) && n * 10 < BATCH * 9) {
-            fprintf(stderr, "%s: batch at %zu: %.2f bits/byte but zstd-1 "
-                    "gives %.0f%%\n", what, off, bits, 100.0 * n / BATCH);
+            fprintf(stderr,
+                    "%s: batch at %zu: %.2f bits/byte but zstd-1 "
+                    "gives %.0f%%\n",
+                    what, off, bits, 100.0 * n / BATCH);
             wrong++;
         }
     }
@@ -54,7 +56,8 @@ int main(void)
     printf("random: %.3f bits/byte\n", bits);
 
     /* Scattered pages and other page sizes sample in bounds (ASan). */
-    struct iovec pages[3] = { { buf, 65536 }, { buf + 131072, 131072 },
+    struct iovec pages[3] = { { buf, 65536 },
+                              { buf + 131072, 131072 },
                               { buf + 300032, 512 } };
     bits = zm_estimate_entropy(pages, 3, 512);
     CHECK(bits >= 7.8, "random, 512-byte pages: %.3f", bits);
@@ -66,9 +69,9 @@ int main(void)
     CHECK(false_raw(buf, sizeof(buf), "generated") == 0,
           "generated data called incompressible");
 
-    static const char *const files[] = { "dickens", "mr", "nci", "ooffice",
-                                         "osdb", "reymont", "samba",
-                                         "x-ray", "xml" };
+    static const char *const files[] = { "dickens", "mr",    "nci",
+                                         "ooffice", "osdb",  "reymont",
+                                         "samba",   "x-ray", "xml" };
     const char *dir = getenv("ZM_CORPUS");
     unsigned tested = 0;
     for (unsigned f = 0; dir && f < 9; f++) {
@@ -80,8 +83,8 @@ int main(void)
         }
         size_t n = fread(buf, 1, sizeof(buf), fp);
         fclose(fp);
-        CHECK(false_raw(buf, n, files[f]) == 0,
-              "%s called incompressible", files[f]);
+        CHECK(false_raw(buf, n, files[f]) == 0, "%s called incompressible",
+              files[f]);
         tested++;
     }
     printf("corpus files checked: %u%s\n", tested,

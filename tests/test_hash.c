@@ -33,8 +33,7 @@ static bool upper_state_dirty(void)
     return (lo >> 2) & 1;
 }
 
-__attribute__((target("avx")))
-static void upper_state_clear(void)
+__attribute__((target("avx"))) static void upper_state_clear(void)
 {
     _mm256_zeroupper();
 }
@@ -87,8 +86,9 @@ static const uint64_t seeds[] = {
 #define ZM_SEED_COUNT (sizeof(seeds) / sizeof(seeds[0]))
 
 static const size_t long_lens[] = {
-    1200, 2047, 2048, 2049, 4095, 4096, 4097, 8191, 8192, 8193, 16391,
-    65539, 262144, 1048577, ZM_DATA_SIZE - 64,
+    1200,  2047,  2048,   2049,    4095,
+    4096,  4097,  8191,   8192,    8193,
+    16391, 65539, 262144, 1048577, ZM_DATA_SIZE - 64,
 };
 
 #define ZM_LONG_LEN_COUNT (sizeof(long_lens) / sizeof(long_lens[0]))
@@ -118,8 +118,8 @@ static void report(const struct zm_hash_impl *impl, const char *what,
 }
 
 static void check_one_shot(const struct zm_hash_impl *impl,
-                           const unsigned char *data, size_t len,
-                           size_t align, uint64_t seed)
+                           const unsigned char *data, size_t len, size_t align,
+                           uint64_t seed)
 {
     const unsigned char *p = data + align;
     uint64_t want = XXH3_64bits_withSeed(p, len, seed);
@@ -182,9 +182,8 @@ static size_t random_chunk(size_t left)
     return n < left ? n : left;
 }
 
-static void check_stream(const struct zm_hash_impl *impl,
-                         zm_hash_state *st, const unsigned char *p,
-                         size_t len, uint64_t seed)
+static void check_stream(const struct zm_hash_impl *impl, zm_hash_state *st,
+                         const unsigned char *p, size_t len, uint64_t seed)
 {
     uint64_t want = XXH3_64bits_withSeed(p, len, seed);
     size_t done = 0;
@@ -239,8 +238,8 @@ static void test_stream(const struct zm_hash_impl *impl,
         size_t len = rng() % (i % 10 == 0 ? 70000 : 3000);
         uint64_t seed = (i % 3 == 0) ? seeds[i % ZM_SEED_COUNT] : rng();
 
-        check_stream(impl, (i & 1) ? heap : &h.st,
-                     data + rng() % 64, len, seed);
+        check_stream(impl, (i & 1) ? heap : &h.st, data + rng() % 64, len,
+                     seed);
     }
     /* Reused states, with the same seed again and with another one. */
     for (s = 0; s < 3 * ZM_SEED_COUNT; s++) {
@@ -335,8 +334,10 @@ static void test_upper_state(const struct zm_hash_impl *impl,
             dirty = "digest";
         }
         if (dirty != NULL) {
-            fprintf(stderr, "FAIL %s: %s, len %zu, leaves the upper YMM "
-                    "state in use\n", impl->name, dirty, lens[k]);
+            fprintf(stderr,
+                    "FAIL %s: %s, len %zu, leaves the upper YMM "
+                    "state in use\n",
+                    impl->name, dirty, lens[k]);
             failures++;
         }
     }
@@ -383,8 +384,10 @@ int main(void)
     }
     printf("dispatch chose %s\n", chosen);
     if (best == NULL || strcmp(best, chosen) != 0) {
-        fprintf(stderr, "FAIL: dispatch chose \"%s\", not the best "
-                "supported \"%s\"\n", chosen, best ? best : "(none)");
+        fprintf(stderr,
+                "FAIL: dispatch chose \"%s\", not the best "
+                "supported \"%s\"\n",
+                chosen, best ? best : "(none)");
         failures++;
     }
     test_impl(&dispatch_impl, data);

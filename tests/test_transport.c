@@ -19,22 +19,23 @@ static void test_uris(void)
 {
     struct zm_uri u;
 
-    CHECK(zm_uri_parse("tcp:127.0.0.1:4444", &u) == 0 &&
-              u.kind == ZM_URI_TCP && strcmp(u.host, "127.0.0.1") == 0 &&
-              strcmp(u.port, "4444") == 0,
+    CHECK(zm_uri_parse("tcp:127.0.0.1:4444", &u) == 0 && u.kind == ZM_URI_TCP &&
+              strcmp(u.host, "127.0.0.1") == 0 && strcmp(u.port, "4444") == 0,
           "tcp v4");
-    CHECK(zm_uri_parse("tcp:[::1]:0", &u) == 0 &&
-              strcmp(u.host, "::1") == 0 && strcmp(u.port, "0") == 0,
+    CHECK(zm_uri_parse("tcp:[::1]:0", &u) == 0 && strcmp(u.host, "::1") == 0 &&
+              strcmp(u.port, "0") == 0,
           "tcp v6");
-    CHECK(zm_uri_parse("unix:/tmp/x.sock", &u) == 0 &&
-              u.kind == ZM_URI_UNIX && strcmp(u.path, "/tmp/x.sock") == 0,
+    CHECK(zm_uri_parse("unix:/tmp/x.sock", &u) == 0 && u.kind == ZM_URI_UNIX &&
+              strcmp(u.path, "/tmp/x.sock") == 0,
           "unix");
-    CHECK(zm_uri_parse("file:/tmp/guest.zm", &u) == 0 &&
-              u.kind == ZM_URI_FILE,
+    CHECK(zm_uri_parse("file:/tmp/guest.zm", &u) == 0 && u.kind == ZM_URI_FILE,
           "file");
     static const char *const bad[] = {
-        "tcp:host", "tcp::80", "tcp:host:", "tcp:host:65536",
-        "tcp:host:8x", "tcp:[::1]80", "udp:host:1", "unix:", "file:", "",
+        "tcp:host",    "tcp::80",
+        "tcp:host:",   "tcp:host:65536",
+        "tcp:host:8x", "tcp:[::1]80",
+        "udp:host:1",  "unix:",
+        "file:",       "",
     };
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK(zm_uri_parse(bad[i], &u) == -EINVAL, "'%s' accepted", bad[i]);
@@ -108,8 +109,7 @@ static void test_stream(const char *uri_text)
     CHECK(zm_conn_read_all(server, got, 20) == -ECONNRESET, "torn end");
     zm_conn_close(server);
 
-    CHECK(zm_listener_accept(lst, 50, &server) == -ETIMEDOUT,
-          "accept timeout");
+    CHECK(zm_listener_accept(lst, 50, &server) == -ETIMEDOUT, "accept timeout");
     zm_listener_close(lst);
     printf("%s: ok\n", uri_text);
 }

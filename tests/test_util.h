@@ -76,8 +76,8 @@ static inline struct t_guarded t_guarded_alloc(size_t len)
     struct t_guarded g = { 0 };
 
     g.map_len = body + 2 * pg;
-    g.map = mmap(NULL, g.map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-                 -1, 0);
+    g.map =
+        mmap(NULL, g.map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (g.map == MAP_FAILED) {
         perror("mmap");
         exit(T_EXIT_FAIL);

@@ -34,8 +34,7 @@ static bool upper_state_dirty(void)
     return (lo >> 2) & 1;
 }
 
-__attribute__((target("avx")))
-static void upper_state_clear(void)
+__attribute__((target("avx"))) static void upper_state_clear(void)
 {
     _mm256_zeroupper();
 }
@@ -83,7 +82,7 @@ static unsigned long failures;
 
 /* Lengths past the dense 0..600 sweep: around vectors, pages, 2 pages. */
 static const size_t long_lens[] = {
-    601, 1000, 1023, 1024, 1025, 2047, 2048, 2049, 4031, 4095, 4096,
+    601,  1000, 1023, 1024, 1025, 2047, 2048, 2049, 4031, 4095, 4096,
     4097, 4100, 4159, 8191, 8192, 8193, 8199, 8255, 8256, 8257, 8447,
 };
 
@@ -108,8 +107,8 @@ static bool naive_is_zero(const unsigned char *p, size_t len)
  * Runs the first n checkers. The position sweeps leave out the last, the
  * dispatcher, which only adds a call in front of one of the others.
  */
-static void check_n(unsigned n, const unsigned char *p, size_t len,
-                    bool want, const char *what, size_t pos)
+static void check_n(unsigned n, const unsigned char *p, size_t len, bool want,
+                    const char *what, size_t pos)
 {
     unsigned i;
 
@@ -123,8 +122,8 @@ static void check_n(unsigned n, const unsigned char *p, size_t len,
             fprintf(stderr,
                     "FAIL %s: %s len %zu addr%%64 %u pos %zu: "
                     "got %d want %d\n",
-                    checkers[i].name, what, len,
-                    (unsigned)((uintptr_t)p & 63), pos, got, want);
+                    checkers[i].name, what, len, (unsigned)((uintptr_t)p & 63),
+                    pos, got, want);
         }
     }
 }
@@ -264,8 +263,7 @@ static void test_random(const struct zm_guarded *g, unsigned rounds)
     for (r = 0; r < rounds; r++) {
         size_t len = rng() % (g->rw_size - 64);
         size_t align = rng() % 64;
-        unsigned char *p = (r & 1) ? g->rw + align
-                                   : g->rw + g->rw_size - len;
+        unsigned char *p = (r & 1) ? g->rw + align : g->rw + g->rw_size - len;
         unsigned n = (unsigned)(rng() % 4);
         unsigned i;
 
@@ -297,8 +295,10 @@ static void test_upper_state(void)
             upper_state_clear();
             zero = checkers[i].is_zero(buf + 1, lens[k]);
             if (upper_state_dirty()) {
-                fprintf(stderr, "FAIL %s: len %zu leaves the upper YMM "
-                        "state in use\n", checkers[i].name, lens[k]);
+                fprintf(stderr,
+                        "FAIL %s: len %zu leaves the upper YMM "
+                        "state in use\n",
+                        checkers[i].name, lens[k]);
                 failures++;
             }
             if (!zero) {
@@ -334,8 +334,10 @@ static void add_checkers(void)
         printf("impl %-8s tested\n", impl->name);
     }
     if (best == NULL || strcmp(best, chosen) != 0) {
-        fprintf(stderr, "FAIL: dispatch chose \"%s\", not the best "
-                "supported \"%s\"\n", chosen, best ? best : "(none)");
+        fprintf(stderr,
+                "FAIL: dispatch chose \"%s\", not the best "
+                "supported \"%s\"\n",
+                chosen, best ? best : "(none)");
         failures++;
     }
     checkers[checker_count].name = "zm_is_zero";

@@ -26,8 +26,8 @@ static const struct zm_codec_ops *const codecs[ZM_CODEC_COUNT] = {
 
 /* Every codec's name, built or not, so that errors can tell the two apart. */
 static const char *const codec_names[ZM_CODEC_COUNT] = {
-    [ZM_CODEC_NONE] = "none",   [ZM_CODEC_LZ4] = "lz4",
-    [ZM_CODEC_ZSTD] = "zstd",   [ZM_CODEC_ZLIB] = "zlib",
+    [ZM_CODEC_NONE] = "none",       [ZM_CODEC_LZ4] = "lz4",
+    [ZM_CODEC_ZSTD] = "zstd",       [ZM_CODEC_ZLIB] = "zlib",
     [ZM_CODEC_DEFLATE] = "deflate",
 };
 

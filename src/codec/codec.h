@@ -19,7 +19,7 @@
 
 struct zm_codec_ops {
     const char *name;
-    int id;            /* enum zm_codec, pinned on the wire */
+    int id; /* enum zm_codec, pinned on the wire */
     int min_level;
     int max_level;
     int default_level;
@@ -46,8 +46,8 @@ struct zm_codec_ops {
      * Decompresses src (untrusted) into dst, which must come out exactly
      * dst_len bytes long.  Returns 0 or -EBADMSG; never writes outside dst.
      */
-    int (*decompress)(void *state, const void *src, size_t src_len,
-                      void *dst, size_t dst_len);
+    int (*decompress)(void *state, const void *src, size_t src_len, void *dst,
+                      size_t dst_len);
 };
 
 /* The codec with this id if this build has it, else NULL. */

@@ -75,8 +75,7 @@ static void deflate_setup(struct deflate_state *st, void *dst, size_t cap)
 }
 
 static ssize_t deflate_compress(void *opaque, const struct iovec *iov,
-                                int iovcnt, size_t total, void *dst,
-                                size_t cap)
+                                int iovcnt, size_t total, void *dst, size_t cap)
 {
     struct deflate_state *st = opaque;
     struct isal_zstream *zs = &st->stream;

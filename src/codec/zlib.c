@@ -62,8 +62,8 @@ fail:
     return -ENOMEM;
 }
 
-static ssize_t zlib_compress(void *opaque, const struct iovec *iov,
-                             int iovcnt, size_t total, void *dst, size_t cap)
+static ssize_t zlib_compress(void *opaque, const struct iovec *iov, int iovcnt,
+                             size_t total, void *dst, size_t cap)
 {
     struct zlib_state *st = opaque;
     z_stream *zs = &st->deflater;

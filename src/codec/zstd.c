@@ -38,9 +38,8 @@ static int zstd_init(void **state, int level, unsigned mode)
     }
     if (mode & ZM_CODEC_COMPRESS) {
         st->cctx = ZSTD_createCCtx();
-        if (!st->cctx ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(
-                st->cctx, ZSTD_c_compressionLevel, level))) {
+        if (!st->cctx || ZSTD_isError(ZSTD_CCtx_setParameter(
+                             st->cctx, ZSTD_c_compressionLevel, level))) {
             goto fail;
         }
     }
@@ -66,16 +65,16 @@ static ssize_t zstd_result(size_t ret)
                                                                  : -EIO;
 }
 
-static ssize_t zstd_compress(void *opaque, const struct iovec *iov,
-                             int iovcnt, size_t total, void *dst, size_t cap)
+static ssize_t zstd_compress(void *opaque, const struct iovec *iov, int iovcnt,
+                             size_t total, void *dst, size_t cap)
 {
     struct zstd_state *st = opaque;
     ZSTD_outBuffer out = { dst, cap, 0 };
     size_t ret;
 
     if (iovcnt == 1) {
-        return zstd_result(ZSTD_compress2(st->cctx, dst, cap,
-                                          iov[0].iov_base, iov[0].iov_len));
+        return zstd_result(ZSTD_compress2(st->cctx, dst, cap, iov[0].iov_base,
+                                          iov[0].iov_len));
     }
     /* A stream over the buffers; the pledged size keeps the frame header
      * and parameters what a one-shot call would choose. */
@@ -86,8 +85,7 @@ static ssize_t zstd_compress(void *opaque, const struct iovec *iov,
     }
     for (int i = 0; i < iovcnt; i++) {
         ZSTD_inBuffer in = { iov[i].iov_base, iov[i].iov_len, 0 };
-        ZSTD_EndDirective end =
-            i == iovcnt - 1 ? ZSTD_e_end : ZSTD_e_continue;
+        ZSTD_EndDirective end = i == iovcnt - 1 ? ZSTD_e_end : ZSTD_e_continue;
 
         do {
             ret = ZSTD_compressStream2(st->cctx, &out, &in, end);

@@ -99,24 +99,32 @@ static bool zm_cpu_avx512(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx2");
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx2");
 }
 #endif
 
 /* Best first: the dispatcher takes the first one supported. */
 const struct zm_hash_impl zm_hash_impls[] = {
 #ifdef ZM_HASH_X86
-    { .name = "avx512", .hash64 = zm_hash64_avx512,
-      .reset = zm_hash_reset_avx512, .update = zm_hash_update_avx512,
-      .digest = zm_hash_digest_avx512, .supported = zm_cpu_avx512 },
-    { .name = "avx2", .hash64 = zm_hash64_avx2,
-      .reset = zm_hash_reset_avx2, .update = zm_hash_update_avx2,
-      .digest = zm_hash_digest_avx2, .supported = zm_cpu_avx2 },
+    { .name = "avx512",
+      .hash64 = zm_hash64_avx512,
+      .reset = zm_hash_reset_avx512,
+      .update = zm_hash_update_avx512,
+      .digest = zm_hash_digest_avx512,
+      .supported = zm_cpu_avx512 },
+    { .name = "avx2",
+      .hash64 = zm_hash64_avx2,
+      .reset = zm_hash_reset_avx2,
+      .update = zm_hash_update_avx2,
+      .digest = zm_hash_digest_avx2,
+      .supported = zm_cpu_avx2 },
 #endif
-    { .name = ZM_HASH_BASE_NAME, .hash64 = zm_hash64_base,
-      .reset = zm_hash_reset_base, .update = zm_hash_update_base,
-      .digest = zm_hash_digest_base, .supported = zm_cpu_any },
+    { .name = ZM_HASH_BASE_NAME,
+      .hash64 = zm_hash64_base,
+      .reset = zm_hash_reset_base,
+      .update = zm_hash_update_base,
+      .digest = zm_hash_digest_base,
+      .supported = zm_cpu_any },
 };
 
 const unsigned zm_hash_impl_count =

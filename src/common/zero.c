@@ -23,6 +23,12 @@
 #define ZM_ZERO_X86 1
 #endif
 
+/* Per-function instruction sets: the file builds without -m flags. */
+#define ZM_TARGET_SSE2 __attribute__((target("sse2")))
+#define ZM_TARGET_AVX __attribute__((target("avx")))
+#define ZM_TARGET_AVX2 __attribute__((target("avx2")))
+#define ZM_TARGET_AVX512 __attribute__((target("avx512f,avx512bw")))
+
 /* Inlined even at -O0, so debug and sanitizer builds stay quick. */
 #define ZM_ZERO_INLINE static inline __attribute__((always_inline))
 
@@ -77,8 +83,7 @@ static bool zm_is_zero_scalar(const void *p, size_t len)
             return false;
         }
     }
-    if (end - q > 16 &&
-        (zm_zero_load64(q) | zm_zero_load64(q + 8)) != 0) {
+    if (end - q > 16 && (zm_zero_load64(q) | zm_zero_load64(q + 8)) != 0) {
         return false;
     }
     return (zm_zero_load64(end - 16) | zm_zero_load64(end - 8)) == 0;
@@ -106,14 +111,13 @@ ZM_ZERO_INLINE const unsigned char *zm_zero_align_up(const unsigned char *s,
     return s + ((-(uintptr_t)s) & (align - 1));
 }
 
-__attribute__((target("sse2")))
+ZM_TARGET_SSE2
 ZM_ZERO_INLINE bool zm_sse2_nonzero(__m128i v)
 {
-    return _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128()))
-        != 0xffff;
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) != 0xffff;
 }
 
-__attribute__((target("sse2")))
+ZM_TARGET_SSE2
 static bool zm_is_zero_sse2(const void *p, size_t len)
 {
     const unsigned char *s = p;
@@ -133,8 +137,8 @@ static bool zm_is_zero_sse2(const void *p, size_t len)
         __m128i c = _mm_load_si128((const void *)(q + 32));
         __m128i d = _mm_load_si128((const void *)(q + 48));
 
-        if (zm_sse2_nonzero(_mm_or_si128(_mm_or_si128(a, b),
-                                         _mm_or_si128(c, d)))) {
+        if (zm_sse2_nonzero(
+                _mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d)))) {
             return false;
         }
     }
@@ -144,7 +148,7 @@ static bool zm_is_zero_sse2(const void *p, size_t len)
         }
     }
     return q == end ||
-        !zm_sse2_nonzero(_mm_loadu_si128((const void *)(end - 16)));
+           !zm_sse2_nonzero(_mm_loadu_si128((const void *)(end - 16)));
 }
 
 /*
@@ -153,19 +157,19 @@ static bool zm_is_zero_sse2(const void *p, size_t len)
  * calls, it did not), and dirty upper halves make the caller's SSE code
  * run several times slower.
  */
-__attribute__((target("avx")))
+ZM_TARGET_AVX
 ZM_ZERO_INLINE void zm_zero_leave_avx(void)
 {
     _mm256_zeroupper();
 }
 
-__attribute__((target("avx2")))
+ZM_TARGET_AVX2
 ZM_ZERO_INLINE bool zm_avx2_nonzero(__m256i v)
 {
     return !_mm256_testz_si256(v, v);
 }
 
-__attribute__((target("avx2")))
+ZM_TARGET_AVX2
 static bool zm_is_zero_avx2_body(const void *p, size_t len)
 {
     const unsigned char *s = p;
@@ -174,9 +178,9 @@ static bool zm_is_zero_avx2_body(const void *p, size_t len)
 
     if (len < 32) {
         if (len >= 16) {
-            __m128i v = _mm_or_si128(
-                _mm_loadu_si128((const void *)s),
-                _mm_loadu_si128((const void *)(s + len - 16)));
+            __m128i v =
+                _mm_or_si128(_mm_loadu_si128((const void *)s),
+                             _mm_loadu_si128((const void *)(s + len - 16)));
 
             return _mm_testz_si128(v, v);
         }
@@ -203,10 +207,10 @@ static bool zm_is_zero_avx2_body(const void *p, size_t len)
         }
     }
     return q == end ||
-        !zm_avx2_nonzero(_mm256_loadu_si256((const void *)(end - 32)));
+           !zm_avx2_nonzero(_mm256_loadu_si256((const void *)(end - 32)));
 }
 
-__attribute__((target("avx2")))
+ZM_TARGET_AVX2
 static bool zm_is_zero_avx2(const void *p, size_t len)
 {
     bool zero = zm_is_zero_avx2_body(p, len);
@@ -215,13 +219,13 @@ static bool zm_is_zero_avx2(const void *p, size_t len)
     return zero;
 }
 
-__attribute__((target("avx512f,avx512bw")))
+ZM_TARGET_AVX512
 ZM_ZERO_INLINE bool zm_avx512_nonzero(__m512i v)
 {
     return _mm512_test_epi64_mask(v, v) != 0;
 }
 
-__attribute__((target("avx512f,avx512bw")))
+ZM_TARGET_AVX512
 static bool zm_is_zero_avx512_body(const void *p, size_t len)
 {
     const unsigned char *s = p;
@@ -259,7 +263,7 @@ static bool zm_is_zero_avx512_body(const void *p, size_t len)
     return q == end || !zm_avx512_nonzero(_mm512_loadu_si512(end - 64));
 }
 
-__attribute__((target("avx512f,avx512bw")))
+ZM_TARGET_AVX512
 static bool zm_is_zero_avx512(const void *p, size_t len)
 {
     bool zero = zm_is_zero_avx512_body(p, len);
@@ -284,7 +288,7 @@ static bool zm_cpu_avx512(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw");
+           __builtin_cpu_supports("avx512bw");
 }
 
 #endif /* ZM_ZERO_X86 */
@@ -292,15 +296,13 @@ static bool zm_cpu_avx512(void)
 /* Best first: the dispatcher takes the first one supported. */
 const struct zm_zero_impl zm_zero_impls[] = {
 #ifdef ZM_ZERO_X86
-    { .name = "avx512", .is_zero = zm_is_zero_avx512,
+    { .name = "avx512",
+      .is_zero = zm_is_zero_avx512,
       .supported = zm_cpu_avx512 },
-    { .name = "avx2", .is_zero = zm_is_zero_avx2,
-      .supported = zm_cpu_avx2 },
-    { .name = "sse2", .is_zero = zm_is_zero_sse2,
-      .supported = zm_cpu_sse2 },
+    { .name = "avx2", .is_zero = zm_is_zero_avx2, .supported = zm_cpu_avx2 },
+    { .name = "sse2", .is_zero = zm_is_zero_sse2, .supported = zm_cpu_sse2 },
 #endif
-    { .name = "scalar", .is_zero = zm_is_zero_scalar,
-      .supported = zm_cpu_any },
+    { .name = "scalar", .is_zero = zm_is_zero_scalar, .supported = zm_cpu_any },
 };
 
 const unsigned zm_zero_impl_count =
