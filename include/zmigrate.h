@@ -257,6 +257,160 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
                      struct zm_packet_info *info);
 
 /* ---------------------------------------------------------------------- */
+/* Live migration                                                          */
+/* ---------------------------------------------------------------------- */
+
+/* How the source learns which pages the guest wrote. */
+enum zm_dirty_tracking {
+    ZM_TRACKING_AUTO = 0,       /* the embedder's log if it gives one, else the
+                                 * best the kernel offers; never untracked */
+    ZM_TRACKING_UFFD_WP = 1,    /* userfaultfd write-protect + PAGEMAP_SCAN */
+    ZM_TRACKING_SOFT_DIRTY = 2, /* /proc soft-dirty bits */
+    ZM_TRACKING_EMBEDDER = 3,   /* zm_source_hooks.dirty_log, e.g. KVM's log */
+};
+
+/* Migration parameters, named as QEMU's migrate-set-parameters. */
+struct zm_params {
+    size_t sizeof_params;       /* sizeof(struct zm_params) */
+    unsigned multifd_channels;  /* data channels, 1..64 (2) */
+    int compression;            /* enum zm_codec (ZM_CODEC_NONE) */
+    int compression_level;      /* ZM_LEVEL_DEFAULT */
+    uint64_t max_bandwidth;     /* bytes/s on the wire; 0: unlimited (0) */
+    uint64_t downtime_limit_ms; /* (300) */
+    unsigned max_iterations;    /* rounds before switching over anyway (30) */
+    uint32_t page_size;         /* (4096) */
+    uint32_t batch_pages;       /* pages per packet (128) */
+    int dirty_tracking;         /* enum zm_dirty_tracking (ZM_TRACKING_AUTO) */
+};
+
+/* Fills params with the defaults above. */
+ZM_API void zm_params_init(struct zm_params *params);
+
+/* Migration states, named as QEMU's. */
+enum zm_status {
+    ZM_STATUS_NONE,
+    ZM_STATUS_SETUP,
+    ZM_STATUS_ACTIVE,
+    ZM_STATUS_DEVICE, /* the guest is stopped: the last pages and state */
+    ZM_STATUS_COMPLETED,
+    ZM_STATUS_FAILED,
+    ZM_STATUS_CANCELLED,
+};
+
+/* "none", "setup", "active", "device", "completed", "failed", ... */
+ZM_API const char *zm_status_name(int status);
+
+/* Statistics, named as QEMU's query-migrate; either side fills its part. */
+struct zm_stats {
+    int status;                  /* enum zm_status */
+    bool max_iterations_reached; /* switched over above the downtime limit */
+    unsigned iterations;         /* rounds over the RAM, the first included */
+    uint64_t total_time_ms;
+    uint64_t setup_time_ms;
+    uint64_t downtime_ms;
+    uint64_t expected_downtime_ms;
+    uint64_t transferred; /* bytes on the wire */
+    uint64_t remaining;   /* bytes of RAM dirty, not yet sent */
+    uint64_t total;       /* bytes of RAM */
+    uint64_t duplicate;   /* zero pages sent */
+    uint64_t normal;      /* other pages sent */
+    uint64_t normal_bytes;
+    uint64_t dirty_pages_rate; /* pages/s in the last round */
+    uint64_t dirty_sync_count;
+    double mbps; /* wire megabits/s, whole migration */
+    uint64_t pages_per_second;
+    double compression_ratio; /* normal bytes / their bytes on the wire */
+    uint64_t payload_bytes[ZM_CODEC_COUNT]; /* per codec; raw under none */
+    double cpu_seconds;                     /* this side's threads */
+};
+
+typedef struct zm_source zm_source;
+
+/*
+ * What the source asks of its embedder.  Every member may be NULL.  The
+ * hooks run on the thread that called zm_source_run().
+ */
+struct zm_source_hooks {
+    void *opaque;
+    /* Stop the vCPUs: RAM must not change after it returns. */
+    int (*stop)(void *opaque);
+    /* Restart them: called when a migration fails after stop. */
+    int (*resume)(void *opaque);
+    /* The device state: write at most cap bytes to buf; return the size. */
+    ssize_t (*save_state)(void *opaque, void *buf, size_t cap);
+    /*
+     * ZM_TRACKING_EMBEDDER: set the bit of every page of region written since
+     * the previous call (bitmap: one bit a page, 64 a word, zeroed by the
+     * caller) and reset the log.  The first call covers writes since
+     * zm_source_run() started.
+     */
+    int (*dirty_log)(void *opaque, unsigned region, uint64_t *bitmap);
+};
+
+/* The largest device state a migration carries. */
+#define ZM_MAX_DEVICE_STATE (16u << 20)
+
+ZM_API int zm_source_new(const struct zm_params *params,
+                         const struct zm_source_hooks *hooks, zm_source **out);
+
+/* Registers guest RAM: page-aligned base, size a multiple of the page. */
+ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
+                                size_t size);
+
+/*
+ * Migrates to uri (tcp:HOST:PORT, unix:PATH or file:PATH) and returns when
+ * it completed (0) or failed (-errno, zm_errmsg() says why; the guest runs
+ * on as it was).  Blocks; other threads may call zm_source_stats() and
+ * zm_source_cancel().
+ */
+ZM_API int zm_source_run(zm_source *src, const char *uri);
+
+/* Stops a running migration: zm_source_run() returns -ECANCELED. */
+ZM_API void zm_source_cancel(zm_source *src);
+ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats);
+ZM_API void zm_source_free(zm_source *src);
+
+typedef struct zm_dest zm_dest;
+
+struct zm_dest_hooks {
+    void *opaque;
+    /* The source's device state, once all RAM has arrived. */
+    int (*load_state)(void *opaque, const void *buf, size_t len);
+};
+
+/*
+ * A destination.  params: only page_size is used, and 0 (or the default)
+ * accepts the source's.
+ */
+ZM_API int zm_dest_new(const struct zm_params *params,
+                       const struct zm_dest_hooks *hooks, zm_dest **out);
+
+/*
+ * Registers where a region of the source's layout goes (matched by name
+ * and size).  Without any, the destination maps the layout it receives.
+ */
+ZM_API int zm_dest_add_region(zm_dest *dst, const char *name, void *base,
+                              size_t size);
+
+/* Listens on tcp:/unix: now (port 0 picks one), or names a file: to read. */
+ZM_API int zm_dest_listen(zm_dest *dst, const char *uri);
+
+/* The URI a source should use (with the port actually bound). */
+ZM_API const char *zm_dest_uri(const zm_dest *dst);
+
+/* Receives one migration; 0 once complete, or -errno. */
+ZM_API int zm_dest_run(zm_dest *dst);
+
+ZM_API unsigned zm_dest_region_count(const zm_dest *dst);
+/* Region i after zm_dest_run(): its name, memory and size. */
+ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
+                          void **base, size_t *size);
+
+ZM_API void zm_dest_cancel(zm_dest *dst);
+ZM_API void zm_dest_stats(zm_dest *dst, struct zm_stats *stats);
+ZM_API void zm_dest_free(zm_dest *dst);
+
+/* ---------------------------------------------------------------------- */
 /* Guest-like data                                                         */
 /* ---------------------------------------------------------------------- */
 

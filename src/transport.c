@@ -93,6 +93,16 @@ static ssize_t fd_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
     return n < 0 ? -errno : n;
 }
 
+/* sendmsg, not writev: a peer that went away must give -EPIPE, not a
+ * SIGPIPE that kills the embedding process. */
+static ssize_t socket_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = { .msg_iov = (struct iovec *)iov,
+                          .msg_iovlen = (size_t)iovcnt };
+    ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
 static ssize_t fd_read(zm_conn *conn, void *buf, size_t len)
 {
     ssize_t n = read(conn->fd, buf, len);
@@ -116,7 +126,7 @@ static void fd_close(zm_conn *conn)
 }
 
 static const struct zm_conn_ops socket_ops = {
-    .writev = fd_writev,
+    .writev = socket_writev,
     .read = fd_read,
     .shutdown = socket_shutdown,
     .close = fd_close,

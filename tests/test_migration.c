@@ -1,0 +1,398 @@
+/*
+ * test_migration.c - live migration end to end, on loopback
+ *
+ * A guest (RAM filled with generated data, a writer thread dirtying pages
+ * through stop/resume hooks) migrates to a destination thread; afterwards
+ * the destination's memory and device state equal the source's, byte for
+ * byte.  Every codec with 1 and 4 channels; idle and writing guests; a
+ * file: save and restore; the embedder's dirty bitmap; a guest whose
+ * writes outrun a slow link ends at max-iterations; a failed migration
+ * resumes the guest.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "test_util.h"
+#include "zmigrate.h"
+
+#define RAM (32u << 20)
+#define PAGE 4096u
+
+struct guest {
+    unsigned char *ram;
+    pthread_t writer;
+    bool writing;
+    atomic_bool quit;
+    /* stop/resume handshake */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop_requested;
+    bool parked;
+    unsigned stops, resumes;
+    uint64_t writes;
+    uint64_t pace_ns; /* between bursts of 8 writes; 0: flat out */
+    /* The embedder's dirty log, when the test keeps one. */
+    bool log_dirty;
+    uint64_t *log;
+};
+
+static void *writer_thread(void *arg)
+{
+    struct guest *g = arg;
+    uint64_t seed = 77;
+
+    while (!atomic_load(&g->quit)) {
+        pthread_mutex_lock(&g->lock);
+        while (g->stop_requested) {
+            g->parked = true;
+            pthread_cond_broadcast(&g->cond);
+            pthread_cond_wait(&g->cond, &g->lock);
+        }
+        g->parked = false;
+        /* A burst of writes per lock: the writer must not starve stop(). */
+        for (int i = 0; i < 8; i++) {
+            uint64_t r = t_rand(&seed);
+            size_t page = (r >> 16) % (RAM / PAGE);
+            size_t off = page * PAGE + (r % (PAGE / 8)) * 8;
+            memcpy(g->ram + off, &r, 8);
+            if (g->log_dirty) {
+                __atomic_fetch_or(&g->log[page / 64], 1ull << (page % 64),
+                                  __ATOMIC_RELAXED);
+            }
+            g->writes++;
+        }
+        pthread_mutex_unlock(&g->lock);
+        if (g->pace_ns) {
+            struct timespec ts = { 0, (long)g->pace_ns };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+static int guest_stop(void *opaque)
+{
+    struct guest *g = opaque;
+    pthread_mutex_lock(&g->lock);
+    g->stops++;
+    g->stop_requested = true;
+    while (g->writing && !g->parked && !atomic_load(&g->quit)) {
+        pthread_cond_wait(&g->cond, &g->lock);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+static int guest_resume(void *opaque)
+{
+    struct guest *g = opaque;
+    pthread_mutex_lock(&g->lock);
+    g->resumes++;
+    g->stop_requested = false;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+static const char device_state[] = "vcpu0: rip=0xfff0 rflags=0x2";
+
+static ssize_t guest_save(void *opaque, void *buf, size_t cap)
+{
+    (void)opaque;
+    if (cap < sizeof(device_state)) {
+        return -ENOBUFS;
+    }
+    memcpy(buf, device_state, sizeof(device_state));
+    return sizeof(device_state);
+}
+
+static int guest_dirty_log(void *opaque, unsigned region, uint64_t *bitmap)
+{
+    struct guest *g = opaque;
+    (void)region;
+    for (size_t w = 0; w < RAM / PAGE / 64; w++) {
+        bitmap[w] |= __atomic_exchange_n(&g->log[w], 0, __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+
+static void guest_init(struct guest *g, bool writing, uint64_t pace_ns)
+{
+    memset(g, 0, sizeof(*g));
+    g->ram = mmap(NULL, RAM, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    zm_datagen_fill(g->ram, RAM, 0, 9);
+    g->log = calloc(RAM / PAGE / 64, sizeof(uint64_t));
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    g->pace_ns = pace_ns;
+    g->writing = writing;
+    if (writing) {
+        pthread_create(&g->writer, NULL, writer_thread, g);
+    }
+}
+
+static void guest_fini(struct guest *g)
+{
+    atomic_store(&g->quit, true);
+    guest_resume(g);
+    if (g->writing) {
+        pthread_join(g->writer, NULL);
+    }
+    munmap(g->ram, RAM);
+    free(g->log);
+}
+
+struct dest_run {
+    zm_dest *dst;
+    int ret;
+    char msg[256];
+    char state[64];
+    size_t state_len;
+};
+
+static int dest_load(void *opaque, const void *buf, size_t len)
+{
+    struct dest_run *d = opaque;
+    d->state_len = len < sizeof(d->state) ? len : sizeof(d->state);
+    memcpy(d->state, buf, d->state_len);
+    return 0;
+}
+
+static void *dest_thread(void *arg)
+{
+    struct dest_run *d = arg;
+    d->ret = zm_dest_run(d->dst);
+    snprintf(d->msg, sizeof(d->msg), "%s", zm_errmsg());
+    return NULL;
+}
+
+struct scenario {
+    const char *name;
+    int codec;
+    unsigned channels;
+    bool writing;
+    uint64_t pace_ns;
+    int tracking;
+    uint64_t max_bandwidth;
+    unsigned max_iterations;
+    bool file;
+};
+
+/* Runs a scenario; returns the source's stats through *st. */
+static void run(const struct scenario *sc, struct zm_stats *st)
+{
+    struct guest g;
+    struct zm_params p;
+    struct dest_run d = { 0 };
+    struct zm_dest_hooks dh = { .opaque = &d, .load_state = dest_load };
+    pthread_t thread;
+    char file_uri[64];
+
+    guest_init(&g, sc->writing, sc->pace_ns);
+    g.log_dirty = sc->tracking == ZM_TRACKING_EMBEDDER;
+    zm_params_init(&p);
+    p.compression = sc->codec;
+    p.multifd_channels = sc->channels;
+    p.dirty_tracking = sc->tracking;
+    p.max_bandwidth = sc->max_bandwidth;
+    p.downtime_limit_ms = 100;
+    if (sc->max_iterations) {
+        p.max_iterations = sc->max_iterations;
+    }
+    struct zm_source_hooks sh = {
+        .opaque = &g,
+        .stop = guest_stop,
+        .resume = guest_resume,
+        .save_state = guest_save,
+        .dirty_log =
+            sc->tracking == ZM_TRACKING_EMBEDDER ? guest_dirty_log : NULL,
+    };
+    zm_source *src;
+    CHECK(zm_source_new(&p, &sh, &src) == 0, "%s: source: %s", sc->name,
+          zm_errmsg());
+    CHECK(zm_source_add_region(src, "pc.ram", g.ram, RAM) == 0, "%s: %s",
+          sc->name, zm_errmsg());
+
+    CHECK(zm_dest_new(NULL, &dh, &d.dst) == 0, "dest");
+    if (sc->file) {
+        snprintf(file_uri, sizeof(file_uri), "file:/tmp/zm-test-mig-%d",
+                 (int)getpid());
+        CHECK(zm_source_run(src, file_uri) == 0, "%s: save: %s", sc->name,
+              zm_errmsg());
+        CHECK(zm_dest_listen(d.dst, file_uri) == 0, "listen file");
+        d.ret = zm_dest_run(d.dst);
+        snprintf(d.msg, sizeof(d.msg), "%s", zm_errmsg());
+        unlink(file_uri + 5);
+    } else {
+        CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen: %s",
+              zm_errmsg());
+        pthread_create(&thread, NULL, dest_thread, &d);
+        int ret = zm_source_run(src, zm_dest_uri(d.dst));
+        CHECK(ret == 0, "%s: source: %s", sc->name, zm_errmsg());
+        pthread_join(thread, NULL);
+    }
+    CHECK(d.ret == 0, "%s: destination: %s", sc->name, d.msg);
+    zm_source_stats(src, st);
+
+    /* The guest is stopped now: compare with what arrived. */
+    const char *name;
+    void *base = NULL;
+    size_t size = 0;
+    CHECK(zm_dest_region(d.dst, 0, &name, &base, &size) == 0 &&
+              strcmp(name, "pc.ram") == 0 && size == RAM,
+          "%s: destination region", sc->name);
+    if (base && size == RAM) {
+        size_t bad = 0, first = 0;
+        for (size_t off = 0; off < RAM; off += PAGE) {
+            if (memcmp(g.ram + off, (unsigned char *)base + off, PAGE)) {
+                first = bad++ ? first : off / PAGE;
+            }
+        }
+        CHECK(bad == 0, "%s: %zu pages differ, the first is %zu", sc->name, bad,
+              first);
+    }
+    CHECK(d.state_len == sizeof(device_state) &&
+              memcmp(d.state, device_state, sizeof(device_state)) == 0,
+          "%s: device state", sc->name);
+    CHECK(st->status == ZM_STATUS_COMPLETED, "%s: status %s", sc->name,
+          zm_status_name(st->status));
+    /* Stopped for the switchover and left stopped: it moved. */
+    CHECK(g.stops == g.resumes + 1, "%s: %u stops, %u resumes", sc->name,
+          g.stops, g.resumes);
+    struct zm_stats ds;
+    zm_dest_stats(d.dst, &ds);
+    CHECK(ds.normal + ds.duplicate == st->normal + st->duplicate,
+          "%s: pages sent %llu, received %llu", sc->name,
+          (unsigned long long)(st->normal + st->duplicate),
+          (unsigned long long)(ds.normal + ds.duplicate));
+    printf("%-26s %2u rounds, %6.1f MB wire, ratio %.2f, downtime %3llu ms,"
+           " %llu writes%s\n",
+           sc->name, st->iterations, st->transferred / 1e6,
+           st->compression_ratio, (unsigned long long)st->downtime_ms,
+           (unsigned long long)g.writes,
+           st->max_iterations_reached ? ", max-iterations" : "");
+    zm_dest_free(d.dst);
+    zm_source_free(src);
+    guest_fini(&g);
+}
+
+/* The destination fails while the guest is stopped for the switchover:
+ * the source fails too, and resumes the guest. */
+static zm_dest *failing_dest;
+
+static ssize_t save_and_break(void *opaque, void *buf, size_t cap)
+{
+    zm_dest_cancel(failing_dest);
+    return guest_save(opaque, buf, cap);
+}
+
+static void test_failure(void)
+{
+    struct guest g;
+    struct zm_params p;
+    struct dest_run d = { 0 };
+    pthread_t thread;
+    zm_source *src;
+    struct zm_stats st;
+
+    guest_init(&g, true, 1000000);
+    zm_params_init(&p);
+    struct zm_source_hooks sh = { .opaque = &g,
+                                  .stop = guest_stop,
+                                  .resume = guest_resume,
+                                  .save_state = save_and_break };
+    CHECK(zm_source_new(&p, &sh, &src) == 0, "source");
+    zm_source_add_region(src, "pc.ram", g.ram, RAM);
+    CHECK(zm_dest_new(NULL, NULL, &d.dst) == 0, "dest");
+    failing_dest = d.dst;
+    CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen");
+    pthread_create(&thread, NULL, dest_thread, &d);
+    int ret = zm_source_run(src, zm_dest_uri(d.dst));
+    pthread_join(thread, NULL);
+    zm_source_stats(src, &st);
+    CHECK(ret < 0, "source succeeded against a cancelled destination");
+    CHECK(st.status == ZM_STATUS_FAILED, "status %s",
+          zm_status_name(st.status));
+    CHECK(d.ret == -ECANCELED, "destination: %d", d.ret);
+    CHECK(g.stops >= 1 && g.stops == g.resumes && !g.stop_requested,
+          "guest left stopped (%u stops, %u resumes)", g.stops, g.resumes);
+    printf("%-26s source: %s\n", "failure at switchover", zm_errmsg());
+    zm_dest_free(d.dst);
+    zm_source_free(src);
+    guest_fini(&g);
+}
+
+int main(void)
+{
+    struct zm_stats st;
+
+    for (int codec = 0; codec < ZM_CODEC_COUNT; codec++) {
+        if (!zm_codec_available(codec)) {
+            continue;
+        }
+        for (unsigned ch = 1; ch <= 4; ch += 3) {
+            char name[64];
+            snprintf(name, sizeof(name), "%s, %u channel%s, writer",
+                     zm_codec_name(codec), ch, ch > 1 ? "s" : "");
+            struct scenario sc = { .name = name,
+                                   .codec = codec,
+                                   .channels = ch,
+                                   .writing = true,
+                                   .pace_ns = 1000000 };
+            run(&sc, &st);
+        }
+    }
+    struct scenario idle = { .name = "zstd, idle",
+                             .codec = ZM_CODEC_ZSTD,
+                             .channels = 2 };
+    run(&idle, &st);
+    CHECK(st.iterations <= 2, "idle guest took %u rounds", st.iterations);
+
+    /* A slow link makes rounds long, so a writer leaves dirty pages:
+     * more than one round. */
+    struct scenario busy = { .name = "lz4, busy, 60 MB/s",
+                             .codec = ZM_CODEC_LZ4,
+                             .channels = 2,
+                             .writing = true,
+                             .pace_ns = 200000,
+                             .max_bandwidth = 60 << 20 };
+    run(&busy, &st);
+    CHECK(st.iterations > 1, "busy guest: %u rounds", st.iterations);
+
+    /* Writes outrun the link: ends at max-iterations, not in a hang. */
+    struct scenario outrun = { .name = "none, outrun, 4 rounds",
+                               .codec = ZM_CODEC_NONE,
+                               .channels = 2,
+                               .writing = true,
+                               .pace_ns = 0,
+                               .max_bandwidth = 40 << 20,
+                               .max_iterations = 4 };
+    run(&outrun, &st);
+    CHECK(st.iterations == 4 && st.max_iterations_reached,
+          "outrun: %u rounds, reached %d", st.iterations,
+          st.max_iterations_reached);
+
+    struct scenario embedder = { .name = "zstd, embedder bitmap",
+                                 .codec = ZM_CODEC_ZSTD,
+                                 .channels = 2,
+                                 .writing = true,
+                                 .pace_ns = 500000,
+                                 .tracking = ZM_TRACKING_EMBEDDER,
+                                 .max_bandwidth = 100 << 20 };
+    run(&embedder, &st);
+
+    struct scenario file = { .name = "zstd, file: save/restore",
+                             .codec = ZM_CODEC_ZSTD,
+                             .channels = 3,
+                             .writing = true,
+                             .pace_ns = 1000000,
+                             .file = true };
+    run(&file, &st);
+
+    test_failure();
+    return t_exit();
+}
