@@ -393,6 +393,33 @@ int main(void)
                              .file = true };
     run(&file, &st);
 
+    /* max-bandwidth: 32 MiB raw at 16 MiB/s takes ~2 s.  The limiter may
+     * never let more through than the limit (+10%); a loaded machine may
+     * send less, so only the ceiling is checked, and the rate printed. */
+    struct scenario limited = { .name = "none, 16 MiB/s limit",
+                                .codec = ZM_CODEC_NONE,
+                                .channels = 4,
+                                .max_bandwidth = 16 << 20 };
+    run(&limited, &st);
+    double rate = (double)st.transferred / (st.total_time_ms / 1000.0);
+    printf("%-26s %.2f MiB/s over %.2f s\n", "", rate / (1 << 20),
+           st.total_time_ms / 1000.0);
+    CHECK(rate <= 1.10 * (16 << 20), "16 MiB/s limit, %.2f MiB/s sent",
+          rate / (1 << 20));
+
+    /* A moderate dirty rate converges: the switchover comes because the
+     * expected downtime fits the limit, not because rounds ran out. */
+    struct scenario moderate = { .name = "zstd, moderate writer",
+                                 .codec = ZM_CODEC_ZSTD,
+                                 .channels = 2,
+                                 .writing = true,
+                                 .pace_ns = 200000,
+                                 .max_bandwidth = 100 << 20 };
+    run(&moderate, &st);
+    CHECK(!st.max_iterations_reached && st.expected_downtime_ms <= 100,
+          "moderate writer: expected downtime %llu ms, limit 100 ms",
+          (unsigned long long)st.expected_downtime_ms);
+
     test_failure();
     return t_exit();
 }
