@@ -281,6 +281,11 @@ struct zm_params {
     uint32_t page_size;         /* (4096) */
     uint32_t batch_pages;       /* pages per packet (128) */
     int dirty_tracking;         /* enum zm_dirty_tracking (ZM_TRACKING_AUTO) */
+    /*
+     * After completion both sides hash every page and compare; a mismatch
+     * fails the migration, naming the first differing page (false).
+     */
+    bool verify;
 };
 
 /* Fills params with the defaults above. */

@@ -24,6 +24,7 @@ const char *zm_frame_name(uint32_t type)
         [ZM_FRAME_END] = "END",
         [ZM_FRAME_COMPLETE] = "COMPLETE",
         [ZM_FRAME_FAIL] = "FAIL",
+        [ZM_FRAME_VERIFY] = "VERIFY",
     };
     if (type < sizeof(names) / sizeof(names[0]) && names[type]) {
         return names[type];
@@ -127,7 +128,7 @@ void zm_hello_encode(const struct zm_hello *h, unsigned char out[ZM_HELLO_SIZE])
     zm_put_le16(out + 6, h->channel);
     zm_put_le16(out + 8, h->channels);
     out[10] = h->codec;
-    /* out[11]: reserved */
+    out[11] = h->flags;
     zm_put_le32(out + 12, h->page_size);
     zm_put_le32(out + 16, h->max_pages);
     zm_put_le16(out + 20, (uint16_t)h->level);
@@ -152,6 +153,7 @@ int zm_hello_decode(const void *buf, size_t len, struct zm_hello *h)
     h->channel = zm_get_le16(p + 6);
     h->channels = zm_get_le16(p + 8);
     h->codec = p[10];
+    h->flags = p[11];
     h->page_size = zm_get_le32(p + 12);
     h->max_pages = zm_get_le32(p + 16);
     h->level = (int16_t)zm_get_le16(p + 20);
@@ -174,6 +176,9 @@ int zm_hello_decode(const void *buf, size_t len, struct zm_hello *h)
     }
     if (h->codec >= ZM_CODEC_COUNT) {
         return zm_error(-EPROTO, "handshake: unknown codec id %u", h->codec);
+    }
+    if (h->flags & ~ZM_HELLO_VERIFY) {
+        return zm_error(-EPROTO, "handshake: unknown flags 0x%x", h->flags);
     }
     return 0;
 }

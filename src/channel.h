@@ -25,6 +25,7 @@ enum zm_frame_type {
     ZM_FRAME_END = 8,
     ZM_FRAME_COMPLETE = 9,
     ZM_FRAME_FAIL = 10,
+    ZM_FRAME_VERIFY = 11,
 };
 
 #define ZM_FRAME_HEADER_SIZE 8u
@@ -65,8 +66,12 @@ struct zm_hello {
     uint32_t page_size;
     uint32_t max_pages;
     uint8_t codec;
+    uint8_t flags; /* ZM_HELLO_VERIFY */
     int16_t level;
 };
+
+/* After COMPLETE the source sends VERIFY: a hash of every page. */
+#define ZM_HELLO_VERIFY 1u
 
 void zm_hello_encode(const struct zm_hello *hello,
                      unsigned char out[ZM_HELLO_SIZE]);

@@ -560,6 +560,58 @@ static int finish(zm_dest *dst, uint64_t pages)
     return ret;
 }
 
+/* Compares the source's page hashes (VERIFY) with this side's RAM. */
+static int verify(zm_dest *dst)
+{
+    unsigned char *base[ZM_MAX_REGIONS];
+    size_t size[ZM_MAX_REGIONS];
+    uint64_t pages = 0;
+    uint32_t len;
+    int ret;
+
+    for (unsigned i = 0; i < dst->nregions; i++) {
+        base[i] = dst->regions[i].base;
+        size[i] = dst->regions[i].size;
+        pages += size[i] / dst->hello.page_size;
+    }
+    if (pages > ZM_VERIFY_MAX_PAGES) {
+        pages = ZM_VERIFY_MAX_PAGES;
+    }
+    uint64_t *theirs = malloc(pages * sizeof(uint64_t) + 1);
+    uint64_t *ours = malloc(pages * sizeof(uint64_t) + 1);
+    ret = theirs && ours ? 0 : zm_error(-ENOMEM, "out of memory");
+    if (ret == 0) {
+        ret = zm_frame_expect(dst->main, ZM_FRAME_VERIFY, theirs,
+                              pages * sizeof(uint64_t), &len);
+    }
+    if (ret == 0 && len != pages * sizeof(uint64_t)) {
+        ret = zm_error(-EBADMSG, "VERIFY of %u bytes for %llu pages", len,
+                       (unsigned long long)pages);
+    }
+    if (ret == 0) {
+        zm_hash_pages(base, size, dst->nregions, dst->hello.page_size, ours,
+                      pages);
+        uint64_t page = 0;
+        for (unsigned r = 0; r < dst->nregions && ret == 0; r++) {
+            uint64_t n = size[r] / dst->hello.page_size;
+            for (uint64_t i = 0; i < n && page < pages; i++, page++) {
+                if (zm_get_le64(&theirs[page]) != ours[page]) {
+                    ret =
+                        zm_error(-EBADMSG,
+                                 "verify: region '%s' page %llu "
+                                 "(offset 0x%llx) differs from the source",
+                                 dst->regions[r].name, (unsigned long long)i,
+                                 (unsigned long long)i * dst->hello.page_size);
+                    break;
+                }
+            }
+        }
+    }
+    free(theirs);
+    free(ours);
+    return ret;
+}
+
 static int receive(zm_dest *dst)
 {
     int ret;
@@ -592,10 +644,11 @@ static int receive(zm_dest *dst)
     dst->stats.status = ZM_STATUS_ACTIVE;
     pthread_mutex_unlock(&dst->stats_lock);
     if (dst->uri.kind == ZM_URI_FILE) {
-        if ((ret = read_file(dst, &pages)) < 0) {
+        if ((ret = read_file(dst, &pages)) < 0 ||
+            (ret = finish(dst, pages)) < 0) {
             return ret;
         }
-        return finish(dst, pages);
+        return dst->hello.flags & ZM_HELLO_VERIFY ? verify(dst) : 0;
     }
 
     if ((ret = accept_channels(dst)) < 0) {
@@ -616,10 +669,19 @@ static int receive(zm_dest *dst)
     pthread_mutex_lock(&dst->lock);
     ret = dst->failed ? dst->error : 0;
     pthread_mutex_unlock(&dst->lock);
-    if (ret < 0) {
+    if (ret < 0 || (ret = finish(dst, pages)) < 0) {
         return ret;
     }
-    return finish(dst, pages);
+    if (dst->hello.flags & ZM_HELLO_VERIFY) {
+        /* Everything arrived; now check it, the verdict comes after. */
+        struct iovec none = { NULL, 0 };
+        if ((ret = zm_frame_write(dst->main, ZM_FRAME_COMPLETE, &none, 1)) <
+            0) {
+            return ret;
+        }
+        return verify(dst);
+    }
+    return 0;
 }
 
 ZM_API int zm_dest_run(zm_dest *dst)

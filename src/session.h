@@ -38,6 +38,18 @@ static inline int zm_params_page_shift(uint32_t page_size)
     return __builtin_ctz(page_size);
 }
 
+/* VERIFY: one xxh3-64 (u64) per page of every region, in layout order;
+ * RAM beyond this many pages is not verified. */
+#define ZM_VERIFY_MAX_PAGES (16u << 20)
+
+/*
+ * Hashes up to max pages of the n regions (base[i], size[i]) in order into
+ * out; returns how many.
+ */
+uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
+                       unsigned n, uint32_t page_size, uint64_t *out,
+                       uint64_t max);
+
 /* Checks a filled-in params struct; 0 or -EINVAL with a message. */
 int zm_params_check(const struct zm_params *p);
 

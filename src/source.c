@@ -19,6 +19,7 @@
 #include "dirty.h"
 #include "endian_util.h"
 #include "error.h"
+#include "hash.h"
 #include "session.h"
 
 struct src_region {
@@ -145,6 +146,20 @@ int zm_params_check(const struct zm_params *p)
                         p->dirty_tracking);
     }
     return 0;
+}
+
+uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
+                       unsigned n, uint32_t page_size, uint64_t *out,
+                       uint64_t max)
+{
+    uint64_t count = 0;
+
+    for (unsigned r = 0; r < n; r++) {
+        for (size_t off = 0; off < size[r] && count < max; off += page_size) {
+            out[count++] = zm_hash64(base[r] + off, page_size, 0);
+        }
+    }
+    return count;
 }
 
 ZM_API const char *zm_status_name(int status)
@@ -556,6 +571,7 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
         .page_size = src->p.page_size,
         .max_pages = src->p.batch_pages,
         .codec = (uint8_t)src->p.compression,
+        .flags = src->p.verify ? ZM_HELLO_VERIFY : 0,
         .level = (int16_t)(src->p.compression_level == ZM_LEVEL_DEFAULT
                                ? 0
                                : src->p.compression_level),
@@ -695,6 +711,36 @@ static void set_status(zm_source *src, int status)
     pthread_mutex_unlock(&src->stats_lock);
 }
 
+/* VERIFY: a hash of every page, for the destination to compare. */
+static int send_verify(zm_source *src)
+{
+    unsigned char *base[ZM_MAX_REGIONS];
+    size_t size[ZM_MAX_REGIONS];
+    uint64_t pages = 0;
+
+    for (unsigned i = 0; i < src->nregions; i++) {
+        base[i] = src->regions[i].base;
+        size[i] = src->regions[i].size;
+        pages += src->regions[i].pages;
+    }
+    if (pages > ZM_VERIFY_MAX_PAGES) {
+        pages = ZM_VERIFY_MAX_PAGES;
+    }
+    uint64_t *hashes = malloc(pages * sizeof(uint64_t));
+    if (!hashes) {
+        return zm_error(-ENOMEM, "out of memory for verification");
+    }
+    pages = zm_hash_pages(base, size, src->nregions, src->p.page_size, hashes,
+                          pages);
+    for (uint64_t i = 0; i < pages; i++) {
+        zm_put_le64(&hashes[i], hashes[i]);
+    }
+    struct iovec iov = { hashes, pages * sizeof(uint64_t) };
+    int ret = zm_frame_write(src->main, ZM_FRAME_VERIFY, &iov, 1);
+    free(hashes);
+    return ret;
+}
+
 /* Stops the guest, sends the rest and the device state, waits COMPLETE. */
 static int switchover(zm_source *src, uint32_t round, double *t_stop)
 {
@@ -745,12 +791,21 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
     if ((ret = zm_frame_write(src->main, ZM_FRAME_END, &iov, 1)) < 0) {
         return ret;
     }
-    if (!src->file_mode) {
-        unsigned char reply[ZM_FRAME_CONTROL_MAX];
-        uint32_t n;
-        ret = zm_frame_expect(src->main, ZM_FRAME_COMPLETE, reply,
-                              sizeof(reply), &n);
-        if (ret < 0) {
+    unsigned char reply[ZM_FRAME_CONTROL_MAX];
+    uint32_t n;
+    if (!src->file_mode &&
+        (ret = zm_frame_expect(src->main, ZM_FRAME_COMPLETE, reply,
+                               sizeof(reply), &n)) < 0) {
+        return ret;
+    }
+    if (src->p.verify) {
+        /* The guest is still stopped: its RAM is what the peer has. */
+        if ((ret = send_verify(src)) < 0) {
+            return ret;
+        }
+        if (!src->file_mode &&
+            (ret = zm_frame_expect(src->main, ZM_FRAME_COMPLETE, reply,
+                                   sizeof(reply), &n)) < 0) {
             return ret;
         }
     }

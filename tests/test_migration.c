@@ -200,6 +200,7 @@ static void run(const struct scenario *sc, struct zm_stats *st)
     p.dirty_tracking = sc->tracking;
     p.max_bandwidth = sc->max_bandwidth;
     p.downtime_limit_ms = 100;
+    p.verify = true;
     if (sc->max_iterations) {
         p.max_iterations = sc->max_iterations;
     }
@@ -275,6 +276,52 @@ static void run(const struct scenario *sc, struct zm_stats *st)
            st->compression_ratio, (unsigned long long)st->downtime_ms,
            (unsigned long long)g.writes,
            st->max_iterations_reached ? ", max-iterations" : "");
+    zm_dest_free(d.dst);
+    zm_source_free(src);
+    guest_fini(&g);
+}
+
+/* A page that differs after the migration fails it, named. */
+static int load_and_corrupt(void *opaque, const void *buf, size_t len)
+{
+    struct dest_run *d = opaque;
+    void *base;
+
+    zm_dest_region(d->dst, 0, NULL, &base, NULL);
+    ((unsigned char *)base)[1234 * PAGE + 17] ^= 1;
+    return dest_load(opaque, buf, len);
+}
+
+static void test_verify_mismatch(void)
+{
+    struct guest g;
+    struct zm_params p;
+    struct dest_run d = { 0 };
+    struct zm_dest_hooks dh = { .opaque = &d, .load_state = load_and_corrupt };
+    struct zm_source_hooks sh = { .opaque = &g,
+                                  .stop = guest_stop,
+                                  .resume = guest_resume,
+                                  .save_state = guest_save };
+    pthread_t thread;
+    zm_source *src;
+
+    guest_init(&g, false, 0);
+    zm_params_init(&p);
+    p.verify = true;
+    p.compression = ZM_CODEC_LZ4;
+    CHECK(zm_source_new(&p, &sh, &src) == 0, "source");
+    zm_source_add_region(src, "pc.ram", g.ram, RAM);
+    CHECK(zm_dest_new(NULL, &dh, &d.dst) == 0, "dest");
+    CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen");
+    pthread_create(&thread, NULL, dest_thread, &d);
+    int ret = zm_source_run(src, zm_dest_uri(d.dst));
+    pthread_join(thread, NULL);
+    CHECK(ret < 0 && strstr(zm_errmsg(), "page 1234"), "source: %d, '%s'", ret,
+          zm_errmsg());
+    CHECK(d.ret == -EBADMSG && strstr(d.msg, "page 1234"),
+          "destination: %d, '%s'", d.ret, d.msg);
+    CHECK(g.stops == g.resumes, "guest left stopped after a failed verify");
+    printf("%-26s %s\n", "verify mismatch", d.msg);
     zm_dest_free(d.dst);
     zm_source_free(src);
     guest_fini(&g);
@@ -421,5 +468,6 @@ int main(void)
           (unsigned long long)st.expected_downtime_ms);
 
     test_failure();
+    test_verify_mismatch();
     return t_exit();
 }
