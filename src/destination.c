@@ -224,9 +224,13 @@ static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
     struct zm_packet_info info;
     int ret = zm_conn_read_all(ch->conn, ch->packet, len);
 
+    if (ret == -ENODATA || ret == -ECONNRESET) {
+        return zm_error(-ECONNRESET,
+                        "channel %u: the stream ends inside a packet",
+                        ch->index);
+    }
     if (ret < 0) {
-        return zm_error(ret == -ENODATA ? -ECONNRESET : ret, "channel %u: %s",
-                        ch->index, zm_strerror(ret));
+        return zm_error(ret, "channel %u: %s", ch->index, zm_strerror(ret));
     }
     if ((ret = zm_decode(ch->dec, ch->packet, len, &info)) < 0) {
         return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());

@@ -1,0 +1,83 @@
+#!/bin/sh
+# The zmigrate tool: help, flag errors (exit 2, a message naming the
+# flag), --json results, a demo, and a file: save and restore.
+set -u
+zm=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+fail=0
+check() { # description, then a command that must succeed
+    what=$1; shift
+    if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; fail=1; fi
+}
+expect_usage() { # flag args..., then the text the error must contain
+    text=$1; shift
+    "$zm" "$@" >"$dir/out" 2>"$dir/err"
+    status=$?
+    if [ $status -eq 2 ] && grep -q -- "$text" "$dir/err"; then
+        echo "ok: zmigrate $* -> exit 2, '$text'"
+    else
+        echo "FAILED: zmigrate $*: exit $status, stderr:"; cat "$dir/err"
+        fail=1
+    fi
+}
+
+check "--help names every command" sh -c \
+    "'$zm' --help | grep -q 'zmigrate send --to URI' &&
+     '$zm' --help | grep -q 'EXIT STATUS'"
+check "--version" sh -c "'$zm' --version | grep -q '^zmigrate [0-9]'"
+expect_usage "unknown command" frobnicate
+expect_usage "send needs --to" send
+expect_usage "--compression: unknown codec 'brotli'" send --to unix:/x \
+    --compression brotli
+expect_usage "--multifd-channels" send --to unix:/x --multifd-channels 0
+expect_usage "--guest-ram" send --to unix:/x --guest-ram 12k3
+expect_usage "--max-bandwidth" send --to unix:/x --max-bandwidth fast
+expect_usage "--downtime-limit" send --to unix:/x --downtime-limit -3ms
+expect_usage "--workload" send --to unix:/x --workload sleepy
+expect_usage "recv needs --listen" recv
+expect_usage "unexpected argument" recv --listen unix:/x extra
+
+# A refused connection is a failure (1), with the reason.
+"$zm" send --to "unix:$dir/nobody.sock" --guest-ram 4M --quiet \
+    >"$dir/out" 2>&1
+check "send to nobody exits 1 with the reason" sh -c \
+    "[ $? -eq 1 ] && grep -q 'nobody.sock' '$dir/out'"
+
+# A level out of range: the library's message names the range.
+"$zm" send --to "unix:$dir/x.sock" --compression zstd \
+    --compression-level 30 --guest-ram 4M --quiet >"$dir/out" 2>&1
+check "zstd level 30 names 1..19" grep -q "1..19" "$dir/out"
+
+# demo: both sides complete, as JSON, and the RAM verified.
+"$zm" demo --guest-ram 64M --vcpus 1 --dirty-rate 20M --json --quiet \
+    >"$dir/demo.json" 2>"$dir/demo.err"
+status=$?
+check "demo exits 0" [ $status -eq 0 ]
+check "demo: two JSON results, both completed" sh -c \
+    "[ \$(grep -c '\"status\": \"completed\"' '$dir/demo.json') -eq 2 ]"
+check "demo JSON has QEMU's names" sh -c \
+    "grep -q '\"downtime\": ' '$dir/demo.json' &&
+     grep -q '\"dirty-sync-count\": ' '$dir/demo.json' &&
+     grep -q '\"normal-bytes\": ' '$dir/demo.json'"
+if command -v python3 >/dev/null 2>&1; then
+    check "demo JSON parses" python3 -c "
+import json, sys
+for line in open('$dir/demo.json'):
+    json.loads(line)"
+fi
+
+# file: save, then restore.
+"$zm" send --to "file:$dir/guest.zm" --guest-ram 32M --workload writer \
+    --compression lz4 --verify --json --quiet >"$dir/save.json" 2>&1
+check "send to a file completes" grep -q '"completed"' "$dir/save.json"
+"$zm" recv --from "file:$dir/guest.zm" --json --quiet \
+    >"$dir/restore.json" 2>&1
+check "recv --from the file completes, verified" \
+    grep -q '"completed"' "$dir/restore.json"
+head -c 1000 "$dir/guest.zm" >"$dir/short.zm"
+"$zm" recv --from "file:$dir/short.zm" --quiet >"$dir/out" 2>&1
+check "a truncated file fails with exit 1" sh -c \
+    "[ $? -eq 1 ] && grep -q 'ends' '$dir/out'"
+
+exit $fail
