@@ -339,6 +339,10 @@ static int adopt_layout(zm_dest *dst, const struct zm_layout_region *layout,
             return zm_error(-ENOMEM, "cannot map region '%s' of %llu bytes",
                             layout[i].name, (unsigned long long)layout[i].size);
         }
+        /* Huge pages: the first write to each page of fresh memory is a
+         * fault, and receivers spend much of their CPU on those; 2 MiB
+         * pages take 512 times fewer.  Advice only: ignore failure. */
+        madvise(base, layout[i].size, MADV_HUGEPAGE);
         struct dst_region *r = &dst->regions[dst->nregions++];
         memcpy(r->name, layout[i].name, sizeof(r->name));
         r->base = base;
