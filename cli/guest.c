@@ -708,6 +708,7 @@ int zm_guest_start(zm_guest *g)
     /* All or nothing: a guest with fewer vCPUs than asked is not it. */
     pthread_mutex_lock(&g->lock);
     g->quit = true;
+    atomic_store_explicit(&g->stop_req, true, memory_order_relaxed);
     pthread_cond_broadcast(&g->run_cond);
     pthread_mutex_unlock(&g->lock);
     for (unsigned i = 0; i < made; i++) {
@@ -715,6 +716,7 @@ int zm_guest_start(zm_guest *g)
     }
     pthread_mutex_lock(&g->lock);
     g->quit = false;
+    atomic_store_explicit(&g->stop_req, g->paused, memory_order_relaxed);
     g->nthreads = 0;
     g->started = false;
     pthread_mutex_unlock(&g->lock);
@@ -804,6 +806,8 @@ void zm_guest_free(zm_guest *g)
     }
     pthread_mutex_lock(&g->lock);
     g->quit = true;
+    /* Busy vCPUs look at the lock only when asked to stop. */
+    atomic_store_explicit(&g->stop_req, true, memory_order_relaxed);
     pthread_cond_broadcast(&g->run_cond);
     pthread_mutex_unlock(&g->lock);
     for (unsigned i = 0; i < g->nthreads; i++) {

@@ -25,7 +25,9 @@
  * the counters do not correct for (rare while the dirtied set is small
  * against RAM).  vCPUs pace themselves in bursts about a millisecond apart;
  * a vCPU that falls behind (no CPU for it) does not catch up in a burst.
- * dirty_rate 0 or UINT64_MAX means as fast as the vCPUs can.
+ * dirty_rate 0 or UINT64_MAX means as fast as the vCPUs can: then a
+ * WRITER makes tens of millions of writes a second, and pages_dirtied,
+ * which counts writes, far exceeds the distinct pages dirtied.
  *
  * RAM is an anonymous private mapping with MAP_NORESERVE.  Transparent
  * huge pages are left as the system sets them: dirty tracking works on 4

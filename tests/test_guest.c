@@ -233,9 +233,9 @@ static void test_stop_resume(void)
     zm_guest_stop(g);
     zm_guest_stats(g, &st);
     CHECK(st.stops == 21, "%u stops counted", st.stops);
-    printf("writer, 2 vCPUs, no limit: %.0f MiB/s dirtied, %llu pages; "
+    printf("writer, 2 vCPUs, no limit: %.1f M writes/s, %llu in all; "
            "longest stop %.3f ms\n",
-           st.dirty_rate / MIB, (unsigned long long)st.pages_dirtied,
+           st.dirty_rate / 4096 / 1e6, (unsigned long long)st.pages_dirtied,
            (double)longest / 1e6);
     zm_guest_free(g);
 
