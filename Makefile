@@ -51,8 +51,11 @@ fuzz:
 		-Db_sanitize=address,undefined -Db_lundef=false -Dfuzzers=enabled
 	ninja -C $(FUZZ_BUILD)
 
+# The codec benchmark, then one migration per method (table + PNG chart).
 bench: build
+	@scripts/install-deps.sh bench
 	$(BUILD)/bench/zmigrate-bench codecs
+	$(BUILD)/cli/zmigrate bench --chart $(BUILD)/migration-bench.png
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -31,6 +31,7 @@ static const char usage_text[] =
     "    zmigrate recv --from file:PATH [--json] [--quiet]\n"
     "    zmigrate send --to URI [MIGRATION OPTIONS] [GUEST OPTIONS]\n"
     "    zmigrate demo [MIGRATION OPTIONS] [GUEST OPTIONS]\n"
+    "    zmigrate bench [MIGRATION OPTIONS] [GUEST OPTIONS] [--chart FILE]\n"
     "    zmigrate --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -42,6 +43,11 @@ static const char usage_text[] =
     "    fits the downtime limit; then it stops the vCPUs, sends the rest\n"
     "    and the vCPU state, and the destination takes over.  demo runs both\n"
     "    ends as two processes on a UNIX socket and prints the result.\n"
+    "    bench does that once per method (none, lz4, zstd, zlib, deflate)\n"
+    "    and prints a Markdown table: total time, downtime, throughput,\n"
+    "    pages per second, sender and receiver CPU %, ratio; --chart FILE\n"
+    "    also draws it as a PNG (needs gnuplot).  bench's defaults: 4\n"
+    "    channels, writer workload.\n"
     "\n"
     "    URI is tcp:HOST:PORT, unix:PATH or file:PATH (send saves the guest\n"
     "    to the file; recv --from restores it).\n"
@@ -101,6 +107,7 @@ struct options {
     const char *data;
     bool json;
     bool quiet;
+    const char *chart;
 };
 
 static void usage_error(const char *fmt, const char *arg)
@@ -144,6 +151,7 @@ enum {
     OPT_SEED,
     OPT_JSON,
     OPT_QUIET,
+    OPT_CHART,
 };
 
 static const struct option long_options[] = {
@@ -167,6 +175,7 @@ static const struct option long_options[] = {
     { "seed", required_argument, NULL, OPT_SEED },
     { "json", no_argument, NULL, OPT_JSON },
     { "quiet", no_argument, NULL, OPT_QUIET },
+    { "chart", required_argument, NULL, OPT_CHART },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -285,6 +294,9 @@ static void parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_QUIET:
             o->quiet = true;
+            break;
+        case OPT_CHART:
+            o->chart = optarg;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -479,7 +491,7 @@ static int hook_resume(void *opaque)
     return zm_guest_resume(((struct vcpu_state *)opaque)->guest);
 }
 
-static int cmd_send(struct options *o)
+static int run_send(struct options *o, struct zm_stats *out, bool print)
 {
     char err[256];
     zm_guest *guest;
@@ -509,95 +521,209 @@ static int cmd_send(struct options *o)
     }
     zm_guest_start(guest);
     pr.src = src;
-    if (!o->quiet) {
+    bool progress = print && !o->quiet;
+    if (progress) {
         pthread_create(&pr.thread, NULL, progress_thread, &pr);
     }
     int ret = zm_source_run(src, o->to);
-    if (!o->quiet) {
+    if (progress) {
         atomic_store(&pr.done, true);
         pthread_join(pr.thread, NULL);
         progress_line(&pr, true);
     }
     zm_source_stats(src, &st);
-    print_result("send", &st, o->json, ret);
+    if (print) {
+        print_result("send", &st, o->json, ret);
+    }
+    if (out) {
+        *out = st;
+    }
     zm_source_free(src);
     zm_guest_free(guest);
     return ret < 0 ? 1 : 0;
 }
 
-/* ---- demo ---- */
+static int cmd_send(struct options *o)
+{
+    return run_send(o, NULL, true);
+}
 
-static int cmd_demo(struct options *o)
+/* ---- demo and bench: both ends, as two processes ---- */
+
+/*
+ * Migrates the built-in guest to a destination in a child process on a
+ * UNIX socket; the child's statistics come back through a pipe.  Returns 0
+ * when both sides completed.
+ */
+static int run_pair(struct options *o, struct zm_stats *send_st,
+                    struct zm_stats *recv_st, bool print)
 {
     char uri[64];
-    snprintf(uri, sizeof(uri), "unix:/tmp/zmigrate-demo-%d.sock",
-             (int)getpid());
+    int ready[2], result[2];
+
+    snprintf(uri, sizeof(uri), "unix:/tmp/zmigrate-%d.sock", (int)getpid());
     o->to = uri;
-
-    char ram[ZM_FORMAT_MAX], rate[ZM_FORMAT_MAX];
-    zm_format_bytes(ram, sizeof(ram), o->guest.ram);
-    zm_format_rate(rate, sizeof(rate), (double)o->guest.dirty_rate);
-    /* With --json, stdout carries only the results. */
-    fprintf(o->json ? stderr : stdout,
-            "zmigrate demo: a %s guest, %u vCPUs, workload %s at %s, %s "
-            "over %u channels, on %s\n",
-            ram, o->guest.vcpus, zm_guest_workload_name(o->guest.workload),
-            rate, zm_codec_name(o->params.compression),
-            o->params.multifd_channels, uri);
-    fflush(stdout);
-
-    /* The destination listens before the source starts. */
-    int ready[2];
-    if (pipe(ready) != 0) {
-        perror("pipe");
+    if (pipe(ready) != 0 || pipe(result) != 0) {
+        perror("zmigrate: pipe");
         return 1;
     }
+    fflush(stdout);
     pid_t child = fork();
     if (child < 0) {
-        perror("fork");
+        perror("zmigrate: fork");
         return 1;
     }
     if (child == 0) {
         close(ready[0]);
+        close(result[0]);
         zm_dest *dst;
         struct device_state ds = { 0 };
         struct zm_dest_hooks hooks = { .opaque = &ds,
                                        .load_state = load_state };
-        struct zm_stats st;
+        struct zm_stats st = { 0 };
         if (zm_dest_new(NULL, &hooks, &dst) < 0 ||
             zm_dest_listen(dst, uri) < 0) {
-            fprintf(stderr, "zmigrate demo: recv: %s\n", zm_errmsg());
+            fprintf(stderr, "zmigrate: recv: %s\n", zm_errmsg());
             _exit(1);
         }
         (void)!write(ready[1], "r", 1);
         close(ready[1]);
         int ret = zm_dest_run(dst);
         zm_dest_stats(dst, &st);
-        print_result("recv", &st, o->json, ret);
-        fflush(stdout);
+        if (print) {
+            print_result("recv", &st, o->json, ret);
+            fflush(stdout);
+        }
+        (void)!write(result[1], &st, sizeof(st));
         zm_dest_free(dst);
         _exit(ret < 0 ? 1 : 0);
     }
     close(ready[1]);
+    close(result[1]);
     char byte;
-    if (read(ready[0], &byte, 1) != 1) {
-        fprintf(stderr, "zmigrate demo: the destination did not start\n");
-        waitpid(child, NULL, 0);
-        return 1;
+    int ret = 1;
+    if (read(ready[0], &byte, 1) == 1) {
+        ret = run_send(o, send_st, print);
+    } else {
+        fprintf(stderr, "zmigrate: the destination did not start\n");
     }
     close(ready[0]);
-    int ret = cmd_send(o);
+    if (read(result[0], recv_st, sizeof(*recv_st)) !=
+        (ssize_t)sizeof(*recv_st)) {
+        memset(recv_st, 0, sizeof(*recv_st));
+    }
+    close(result[0]);
     int status;
     waitpid(child, &status, 0);
     bool child_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!o->json) {
-        printf(
-            "zmigrate demo: %s\n",
-            ret == 0 && child_ok
-                ? (o->params.verify ? "completed, RAM verified" : "completed")
-                : "FAILED");
-    }
     return ret == 0 && child_ok ? 0 : 1;
+}
+
+static int cmd_demo(struct options *o)
+{
+    char ram[ZM_FORMAT_MAX], rate[ZM_FORMAT_MAX];
+    struct zm_stats send_st, recv_st;
+
+    zm_format_bytes(ram, sizeof(ram), o->guest.ram);
+    zm_format_rate(rate, sizeof(rate), (double)o->guest.dirty_rate);
+    /* With --json, stdout carries only the results. */
+    fprintf(o->json ? stderr : stdout,
+            "zmigrate demo: a %s guest, %u vCPUs, workload %s at %s, %s "
+            "over %u channels, on a UNIX socket\n",
+            ram, o->guest.vcpus, zm_guest_workload_name(o->guest.workload),
+            rate, zm_codec_name(o->params.compression),
+            o->params.multifd_channels);
+    int ret = run_pair(o, &send_st, &recv_st, true);
+    if (!o->json) {
+        printf("zmigrate demo: %s\n", ret != 0 ? "FAILED"
+                                      : o->params.verify
+                                          ? "completed, RAM verified"
+                                          : "completed");
+    }
+    return ret;
+}
+
+/* The seeds' table: one migration per method, same guest and link. */
+static int cmd_bench(struct options *o, const char *chart)
+{
+    static const int methods[] = { ZM_CODEC_NONE, ZM_CODEC_LZ4, ZM_CODEC_ZSTD,
+                                   ZM_CODEC_ZLIB, ZM_CODEC_DEFLATE };
+    char ram[ZM_FORMAT_MAX], bw[ZM_FORMAT_MAX];
+    FILE *data = NULL;
+    char data_path[64];
+    int failures = 0;
+
+    zm_format_bytes(ram, sizeof(ram), o->guest.ram);
+    zm_format_rate(bw, sizeof(bw),
+                   o->params.max_bandwidth ? (double)o->params.max_bandwidth
+                                           : (double)ZM_RATE_UNLIMITED);
+    printf("## zmigrate bench: %s guest, workload %s, %u channels, "
+           "max-bandwidth %s\n\n",
+           ram, zm_guest_workload_name(o->guest.workload),
+           o->params.multifd_channels, bw);
+    printf("| method | total time (ms) | downtime (ms) | throughput (mbps) | "
+           "pages/s | send CPU %% | recv CPU %% | ratio | rounds |\n"
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    if (chart) {
+        snprintf(data_path, sizeof(data_path), "/tmp/zmigrate-bench-%d.dat",
+                 (int)getpid());
+        data = fopen(data_path, "w");
+    }
+    for (unsigned m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+        struct zm_stats s, r;
+        if (!zm_codec_available(methods[m])) {
+            continue;
+        }
+        o->params.compression = methods[m];
+        o->params.compression_level = ZM_LEVEL_DEFAULT;
+        int ret = run_pair(o, &s, &r, false);
+        const char *name = zm_codec_name(methods[m]);
+        if (ret != 0) {
+            printf("| %s | failed: %s | | | | | | | |\n", name, zm_errmsg());
+            failures++;
+            continue;
+        }
+        double secs = s.total_time_ms / 1000.0;
+        double send_pct = secs > 0 ? 100 * s.cpu_seconds / secs : 0;
+        double recv_pct = secs > 0 ? 100 * r.cpu_seconds / secs : 0;
+        printf("| %s | %llu | %llu | %.0f | %llu | %.0f | %.0f | %.2f | "
+               "%u |\n",
+               name, (unsigned long long)s.total_time_ms,
+               (unsigned long long)s.downtime_ms, s.mbps,
+               (unsigned long long)s.pages_per_second, send_pct, recv_pct,
+               s.compression_ratio, s.iterations);
+        fflush(stdout);
+        if (data) {
+            fprintf(data, "%s %llu %llu %.0f %.0f\n", name,
+                    (unsigned long long)s.total_time_ms,
+                    (unsigned long long)s.downtime_ms, send_pct, recv_pct);
+        }
+    }
+    if (data) {
+        fclose(data);
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd),
+                 "gnuplot -e \"set terminal png size 900,500; "
+                 "set output '%s'; set style data histograms; "
+                 "set style fill solid; set ylabel 'ms'; set y2label 'CPU %%'; "
+                 "set y2tics; set yrange [0:*]; set y2range [0:*]; set ytics "
+                 "nomirror; "
+                 "plot '%s' using 2:xtic(1) title 'total time (ms)', "
+                 "'' using 3 title 'downtime (ms)', "
+                 "'' using 4 axes x1y2 title 'send CPU %%', "
+                 "'' using 5 axes x1y2 title 'recv CPU %%'\"",
+                 chart, data_path);
+        if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+            fprintf(stderr, "zmigrate bench: gnuplot is not installed, no "
+                            "chart (apt-get install gnuplot-nox)\n");
+        } else if (system(cmd) != 0) {
+            fprintf(stderr, "zmigrate bench: gnuplot failed\n");
+        } else {
+            printf("\nchart: %s\n", chart);
+        }
+        unlink(data_path);
+    }
+    return failures ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -625,6 +751,11 @@ int main(int argc, char **argv)
         printf("zmigrate %s\n", zm_version());
         return 0;
     }
+    if (strcmp(cmd, "bench") == 0) {
+        o.params.multifd_channels = 4;
+        o.guest.workload = ZM_GUEST_WRITER;
+        o.quiet = true;
+    }
     if (strcmp(cmd, "demo") == 0) {
         o.params.compression =
             zm_codec_available(ZM_CODEC_ZSTD) ? ZM_CODEC_ZSTD : ZM_CODEC_NONE;
@@ -642,6 +773,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "demo") == 0) {
         return cmd_demo(&o);
     }
-    usage_error("unknown command '%s' (send, recv, demo)", cmd);
+    if (strcmp(cmd, "bench") == 0) {
+        return cmd_bench(&o, o.chart);
+    }
+    usage_error("unknown command '%s' (send, recv, demo, bench)", cmd);
     return EXIT_USAGE;
 }

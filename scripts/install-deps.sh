@@ -4,13 +4,15 @@
 # run and fails, so that nothing half-builds.
 #   scripts/install-deps.sh          build and test dependencies
 #   scripts/install-deps.sh fuzz     also clang, for the libFuzzer targets
+#   scripts/install-deps.sh bench    also gnuplot, for zmigrate bench's chart
 set -eu
 
 packages="gcc make pkg-config meson ninja-build python3
 libzstd-dev liblz4-dev zlib1g-dev libisal-dev libxxhash-dev"
-if [ "${1:-}" = fuzz ]; then
-    packages="$packages clang libclang-rt-dev"
-fi
+case "${1:-}" in
+fuzz) packages="$packages clang libclang-rt-dev" ;;
+bench) packages="$packages gnuplot-nox" ;;
+esac
 
 missing=""
 for p in $packages; do

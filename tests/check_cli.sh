@@ -80,4 +80,12 @@ head -c 1000 "$dir/guest.zm" >"$dir/short.zm"
 check "a truncated file fails with exit 1" sh -c \
     "[ $? -eq 1 ] && grep -q 'ends' '$dir/out'"
 
+# bench: one row per built method, a number in every column.
+"$zm" bench --guest-ram 16M --vcpus 1 --dirty-rate 10M >"$dir/bench.md" \
+    2>"$dir/bench.err"
+check "bench exits 0" [ $? -eq 0 ]
+check "bench: a row for every method" sh -c \
+    "[ \$(grep -cE '^\| (none|lz4|zstd|zlib|deflate) \| [0-9]+ \|' \
+       '$dir/bench.md') -eq 5 ]"
+
 exit $fail
