@@ -450,6 +450,10 @@ static void *channel_thread(void *arg)
             src->stats.duplicate += info.zero_pages;
             src->stats.normal += info.pages - info.zero_pages;
             src->stats.normal_bytes += info.data_size;
+            src->stats.remaining -=
+                (uint64_t)info.pages * src->p.page_size <= src->stats.remaining
+                    ? (uint64_t)info.pages * src->p.page_size
+                    : src->stats.remaining;
             src->stats.payload_bytes[info.raw ? ZM_CODEC_NONE : info.codec] +=
                 info.payload_size;
             pthread_mutex_unlock(&src->stats_lock);
@@ -472,6 +476,18 @@ static void *channel_thread(void *arg)
 /* Sends every page marked in the regions' todo bitmaps, then SYNC. */
 static int send_round(zm_source *src, uint32_t round, bool final)
 {
+    /* What this round will send, counted down as batches go out. */
+    uint64_t pending = 0;
+    for (unsigned i = 0; i < src->nregions; i++) {
+        const struct src_region *r = &src->regions[i];
+        for (uint64_t w = 0; w < (r->pages + 63) / 64; w++) {
+            pending += (uint64_t)__builtin_popcountll(r->todo[w]);
+        }
+    }
+    pthread_mutex_lock(&src->stats_lock);
+    src->stats.remaining = pending * src->p.page_size;
+    pthread_mutex_unlock(&src->stats_lock);
+
     pthread_mutex_lock(&src->lock);
     src->cur_region = 0;
     src->cur_page = 0;
