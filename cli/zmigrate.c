@@ -503,19 +503,25 @@ static int run_send(struct options *o, struct zm_stats *out, bool print)
     if (!o->to) {
         usage_error("send needs --to URI%s", "");
     }
-    if (zm_guest_new(&o->guest, &guest, err, sizeof(err)) < 0) {
-        fprintf(stderr, "zmigrate send: guest: %s\n", err);
-        return 1;
-    }
-    vs.guest = guest;
     struct zm_source_hooks hooks = { .opaque = &vs,
                                      .stop = hook_stop,
                                      .resume = hook_resume,
                                      .save_state = save_state };
-    if (zm_source_new(&o->params, &hooks, &src) < 0 ||
-        zm_source_add_region(src, "pc.ram", zm_guest_ram(guest),
+    /* Parameters first: a bad one fails before gigabytes are filled. */
+    if (zm_source_new(&o->params, &hooks, &src) < 0) {
+        fprintf(stderr, "zmigrate send: %s\n", zm_errmsg());
+        return 1;
+    }
+    if (zm_guest_new(&o->guest, &guest, err, sizeof(err)) < 0) {
+        fprintf(stderr, "zmigrate send: guest: %s\n", err);
+        zm_source_free(src);
+        return 1;
+    }
+    vs.guest = guest;
+    if (zm_source_add_region(src, "pc.ram", zm_guest_ram(guest),
                              zm_guest_ram_size(guest)) < 0) {
         fprintf(stderr, "zmigrate send: %s\n", zm_errmsg());
+        zm_source_free(src);
         zm_guest_free(guest);
         return 1;
     }
