@@ -748,19 +748,7 @@ ZM_API int zm_dest_run(zm_dest *dst)
     pthread_mutex_lock(&dst->stats_lock);
     struct zm_stats *st = &dst->stats;
     st->cpu_seconds = cpu;
-    st->total_time_ms = (uint64_t)(total * 1000);
-    st->mbps = (double)st->transferred * 8 / 1e6 / (total > 0 ? total : 1);
-    st->pages_per_second = (uint64_t)((double)(st->normal + st->duplicate) /
-                                      (total > 0 ? total : 1));
-    uint64_t payload = 0;
-    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-        payload += st->payload_bytes[c];
-    }
-    st->compression_ratio =
-        payload ? (double)st->normal_bytes / (double)payload : 1.0;
-    st->status = ret == 0                       ? ZM_STATUS_COMPLETED
-                 : atomic_load(&dst->cancelled) ? ZM_STATUS_CANCELLED
-                                                : ZM_STATUS_FAILED;
+    zm_stats_finish(st, total, ret, atomic_load(&dst->cancelled));
     pthread_mutex_unlock(&dst->stats_lock);
     if (ret < 0) {
         zm_error(ret, "%s", msg);

@@ -50,6 +50,13 @@ uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
                        unsigned n, uint32_t page_size, uint64_t *out,
                        uint64_t max);
 
+/*
+ * The figures derived at the end of a run, on either side: totals, rates,
+ * the compression ratio, and the final status from ret.
+ */
+void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
+                     bool cancelled);
+
 /* Checks a filled-in params struct; 0 or -EINVAL with a message. */
 int zm_params_check(const struct zm_params *p);
 

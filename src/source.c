@@ -162,6 +162,26 @@ uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
     return count;
 }
 
+void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
+                     bool cancelled)
+{
+    double per = seconds > 0 ? seconds : 1;
+    uint64_t payload = 0;
+
+    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
+        payload += st->payload_bytes[c];
+    }
+    st->total_time_ms = (uint64_t)(seconds * 1000);
+    st->mbps = (double)st->transferred * 8 / 1e6 / per;
+    st->pages_per_second =
+        (uint64_t)((double)(st->normal + st->duplicate) / per);
+    st->compression_ratio =
+        payload ? (double)st->normal_bytes / (double)payload : 1.0;
+    st->status = ret == 0    ? ZM_STATUS_COMPLETED
+                 : cancelled ? ZM_STATUS_CANCELLED
+                             : ZM_STATUS_FAILED;
+}
+
 ZM_API const char *zm_status_name(int status)
 {
     static const char *const names[] = {
@@ -975,19 +995,7 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     pthread_mutex_lock(&src->stats_lock);
     struct zm_stats *st = &src->stats;
     st->cpu_seconds -= cpu0;
-    st->total_time_ms = (uint64_t)(total * 1000);
-    st->mbps = (double)st->transferred * 8 / 1e6 / (total > 0 ? total : 1);
-    st->pages_per_second = (uint64_t)((double)(st->normal + st->duplicate) /
-                                      (total > 0 ? total : 1));
-    uint64_t payload = 0;
-    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-        payload += st->payload_bytes[c];
-    }
-    st->compression_ratio =
-        payload ? (double)st->normal_bytes / (double)payload : 1.0;
-    st->status = ret == 0                       ? ZM_STATUS_COMPLETED
-                 : atomic_load(&src->cancelled) ? ZM_STATUS_CANCELLED
-                                                : ZM_STATUS_FAILED;
+    zm_stats_finish(st, total, ret, atomic_load(&src->cancelled));
     if (ret == 0) {
         st->remaining = 0;
     }
