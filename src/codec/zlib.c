@@ -3,7 +3,9 @@
  *
  * Payload: one raw deflate stream (no zlib header or Adler-32: the packet
  * has its own checksum), so it is the same format the "deflate" codec
- * writes and either library can inflate the other's output.
+ * writes and either library can inflate the other's output.  When the build
+ * has ISA-L, its inflate decodes zlib's payloads too: same bytes, read at
+ * about twice the speed, so a zlib receiver costs less CPU.
  */
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +20,7 @@ struct zlib_state {
     z_stream inflater;
     bool have_deflater;
     bool have_inflater;
+    void *isal_inflater; /* the deflate codec's context, if built */
 };
 
 static void zlib_fini(void *opaque)
@@ -31,6 +34,9 @@ static void zlib_fini(void *opaque)
         if (st->have_inflater) {
             inflateEnd(&st->inflater);
         }
+#if ZM_HAVE_ISAL
+        zm_codec_deflate.fini(st->isal_inflater);
+#endif
         free(st);
     }
 }
@@ -49,7 +55,15 @@ static int zlib_init(void **state, int level, unsigned mode)
         }
         st->have_deflater = true;
     }
-    if (mode & ZM_CODEC_DECOMPRESS) {
+#if ZM_HAVE_ISAL
+    if ((mode & ZM_CODEC_DECOMPRESS) &&
+        zm_codec_deflate.init(&st->isal_inflater,
+                              zm_codec_deflate.default_level,
+                              ZM_CODEC_DECOMPRESS) < 0) {
+        goto fail;
+    }
+#endif
+    if ((mode & ZM_CODEC_DECOMPRESS) && !st->isal_inflater) {
         if (inflateInit2(&st->inflater, -MAX_WBITS) != Z_OK) {
             goto fail;
         }
@@ -98,7 +112,11 @@ static int zlib_decompress(void *opaque, const void *src, size_t src_len,
     struct zlib_state *st = opaque;
     z_stream *zs = &st->inflater;
 
-    if (src_len > UINT_MAX || dst_len > UINT_MAX) {
+    if (st->isal_inflater) {
+        return zm_codec_deflate.decompress(st->isal_inflater, src, src_len, dst,
+                                           dst_len);
+    }
+    if (!st->have_inflater || src_len > UINT_MAX || dst_len > UINT_MAX) {
         return -EBADMSG;
     }
     inflateReset(zs);
