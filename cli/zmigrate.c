@@ -1,26 +1,27 @@
 /*
- * zmigrate.c - the command-line tool: send, recv, demo
+ * zmigrate.c - the command-line tool: send, recv, demo, bench; vm is in
+ * vm/ (vm_main.h)
  *
  * Built on the public API (zmigrate.h) only, plus the tool's own built-in
- * guest (guest.h) and unit parsing (units.h).
+ * guest (guest.h), unit parsing (units.h) and the flags and output the
+ * commands share (climig.h).
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "climig.h"
 #include "guest.h"
 #include "units.h"
+#include "vm_main.h"
 #include "zmigrate.h"
 
-#define EXIT_USAGE 2
+#define EXIT_USAGE ZM_EXIT_USAGE
 
 static const char usage_text[] =
     "NAME\n"
@@ -32,6 +33,9 @@ static const char usage_text[] =
     "    zmigrate send --to URI [MIGRATION OPTIONS] [GUEST OPTIONS]\n"
     "    zmigrate demo [MIGRATION OPTIONS] [GUEST OPTIONS]\n"
     "    zmigrate bench [MIGRATION OPTIONS] [GUEST OPTIONS] [--chart FILE]\n"
+    "    zmigrate vm [--kernel ELF] [--ram SIZE] [--vcpus N] [--append ARGS]\n"
+    "                [--migrate-to URI [MIGRATION OPTIONS]] [--run-for TIME]\n"
+    "    zmigrate vm --incoming URI [--ram SIZE] [--vcpus N] [--run-for TIME]\n"
     "    zmigrate --help | --version\n"
     "\n"
     "DESCRIPTION\n"
@@ -49,22 +53,16 @@ static const char usage_text[] =
     "    also draws it as a PNG (needs gnuplot).  bench's defaults: 4\n"
     "    channels, writer workload.\n"
     "\n"
+    "    vm runs a real guest kernel in a KVM virtual machine and migrates\n"
+    "    it live with KVM's dirty log: see 'zmigrate vm --help'.\n"
+    "\n"
     "    URI is tcp:HOST:PORT, unix:PATH or file:PATH (send saves the guest\n"
     "    to the file; recv --from restores it).\n"
     "\n"
-    "MIGRATION OPTIONS (names as QEMU's migration parameters)\n"
-    "    --multifd-channels N     data channels, 1..64 (default 2; demo 4)\n"
-    "    --compression NAME       none, lz4, zstd, zlib, deflate (default\n"
-    "                             none; demo zstd)\n"
-    "    --compression-level N    the codec's level (default: its own)\n"
-    "    --max-bandwidth RATE     bytes/s on the wire, e.g. 1G, 100M/s,\n"
-    "                             1Gbit/s (default unlimited)\n"
-    "    --downtime-limit TIME    e.g. 300ms, 1s (default 300ms)\n"
-    "    --max-iterations N       rounds before switching over anyway\n"
-    "                             (default 30)\n"
+    "MIGRATION OPTIONS (names as QEMU's migration "
+    "parameters)\n" ZM_MIGRATION_OPTIONS_HELP
     "    --dirty-tracking KIND    auto, uffd-wp, soft-dirty (default auto)\n"
-    "    --verify                 after completion both sides hash all RAM\n"
-    "                             and compare (on in demo; --no-verify)\n"
+    "    demo's defaults: 4 channels, zstd, --verify.\n"
     "\n"
     "GUEST OPTIONS\n"
     "    --guest-ram SIZE         e.g. 4G (default 1G)\n"
@@ -99,58 +97,26 @@ static const char usage_text[] =
     "    0 the migration completed (and verified); 1 it failed; 2 usage.\n";
 
 struct options {
-    struct zm_params params;
+    struct zm_migration_options mig;
     const char *to;
     const char *listen;
     const char *from;
     struct zm_guest_options guest;
     const char *data;
-    bool json;
-    bool quiet;
     const char *chart;
 };
 
-static void usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "zmigrate: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'zmigrate --help'.\n");
-    exit(EXIT_USAGE);
-}
-
-static uint64_t parse_count(const char *opt, const char *s, uint64_t min,
-                            uint64_t max)
-{
-    uint64_t v;
-    char err[128];
-    if (zm_parse_uint(s, min, max, &v, err, sizeof(err)) < 0) {
-        fprintf(stderr, "zmigrate: %s: %s\n", opt, err);
-        exit(EXIT_USAGE);
-    }
-    return v;
-}
-
 enum {
-    OPT_TO = 256,
+    OPT_TO = ZM_OPT_NEXT,
     OPT_LISTEN,
     OPT_FROM,
-    OPT_CHANNELS,
-    OPT_COMPRESSION,
-    OPT_LEVEL,
-    OPT_BANDWIDTH,
-    OPT_DOWNTIME,
-    OPT_ITERATIONS,
     OPT_TRACKING,
-    OPT_VERIFY,
-    OPT_NO_VERIFY,
     OPT_RAM,
     OPT_VCPUS,
     OPT_WORKLOAD,
     OPT_DIRTY_RATE,
     OPT_DATA,
     OPT_SEED,
-    OPT_JSON,
-    OPT_QUIET,
     OPT_CHART,
 };
 
@@ -158,23 +124,14 @@ static const struct option long_options[] = {
     { "to", required_argument, NULL, OPT_TO },
     { "listen", required_argument, NULL, OPT_LISTEN },
     { "from", required_argument, NULL, OPT_FROM },
-    { "multifd-channels", required_argument, NULL, OPT_CHANNELS },
-    { "compression", required_argument, NULL, OPT_COMPRESSION },
-    { "compression-level", required_argument, NULL, OPT_LEVEL },
-    { "max-bandwidth", required_argument, NULL, OPT_BANDWIDTH },
-    { "downtime-limit", required_argument, NULL, OPT_DOWNTIME },
-    { "max-iterations", required_argument, NULL, OPT_ITERATIONS },
+    ZM_MIGRATION_LONG_OPTIONS,
     { "dirty-tracking", required_argument, NULL, OPT_TRACKING },
-    { "verify", no_argument, NULL, OPT_VERIFY },
-    { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
     { "guest-ram", required_argument, NULL, OPT_RAM },
     { "vcpus", required_argument, NULL, OPT_VCPUS },
     { "workload", required_argument, NULL, OPT_WORKLOAD },
     { "dirty-rate", required_argument, NULL, OPT_DIRTY_RATE },
     { "data", required_argument, NULL, OPT_DATA },
     { "seed", required_argument, NULL, OPT_SEED },
-    { "json", no_argument, NULL, OPT_JSON },
-    { "quiet", no_argument, NULL, OPT_QUIET },
     { "chart", required_argument, NULL, OPT_CHART },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
@@ -188,6 +145,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        if (zm_migration_option(c, optarg, &o->mig)) {
+            continue;
+        }
         switch (c) {
         case OPT_TO:
             o->to = optarg;
@@ -198,82 +158,40 @@ static void parse_options(int argc, char **argv, struct options *o)
         case OPT_FROM:
             o->from = optarg;
             break;
-        case OPT_CHANNELS:
-            o->params.multifd_channels =
-                (unsigned)parse_count("--multifd-channels", optarg, 1, 64);
-            break;
-        case OPT_COMPRESSION:
-            if ((ret = zm_codec_by_name(optarg)) < 0) {
-                usage_error("--compression: %s", zm_errmsg());
-            }
-            o->params.compression = ret;
-            break;
-        case OPT_LEVEL: {
-            char *end;
-            long level = strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || level < -1000000 ||
-                level > 1000000) {
-                usage_error("--compression-level: '%s' is not a number",
-                            optarg);
-            }
-            o->params.compression_level = (int)level;
-            break;
-        }
-        case OPT_BANDWIDTH:
-            if (zm_parse_rate(optarg, &v, err, sizeof(err)) < 0) {
-                usage_error("--max-bandwidth: %s", err);
-            }
-            o->params.max_bandwidth = v == ZM_RATE_UNLIMITED ? 0 : v;
-            break;
-        case OPT_DOWNTIME:
-            if (zm_parse_duration(optarg, ZM_UNIT_MS, &v, err, sizeof(err)) <
-                0) {
-                usage_error("--downtime-limit: %s", err);
-            }
-            o->params.downtime_limit_ms = v / ZM_UNIT_MS;
-            break;
-        case OPT_ITERATIONS:
-            o->params.max_iterations =
-                (unsigned)parse_count("--max-iterations", optarg, 1, 1000000);
-            break;
         case OPT_TRACKING:
             if (strcmp(optarg, "auto") == 0) {
-                o->params.dirty_tracking = ZM_TRACKING_AUTO;
+                o->mig.params.dirty_tracking = ZM_TRACKING_AUTO;
             } else if (strcmp(optarg, "uffd-wp") == 0) {
-                o->params.dirty_tracking = ZM_TRACKING_UFFD_WP;
+                o->mig.params.dirty_tracking = ZM_TRACKING_UFFD_WP;
             } else if (strcmp(optarg, "soft-dirty") == 0) {
-                o->params.dirty_tracking = ZM_TRACKING_SOFT_DIRTY;
+                o->mig.params.dirty_tracking = ZM_TRACKING_SOFT_DIRTY;
             } else {
-                usage_error("--dirty-tracking: '%s' (auto, uffd-wp, "
-                            "soft-dirty)",
-                            optarg);
+                zm_usage_error("--dirty-tracking: '%s' (auto, uffd-wp, "
+                               "soft-dirty)",
+                               optarg);
             }
-            break;
-        case OPT_VERIFY:
-        case OPT_NO_VERIFY:
-            o->params.verify = c == OPT_VERIFY;
             break;
         case OPT_RAM:
             if (zm_parse_size(optarg, &v, err, sizeof(err)) < 0 || v == 0 ||
                 v % ZM_GUEST_PAGE_SIZE) {
-                usage_error("--guest-ram: %s",
-                            err[0] ? err : "a non-zero multiple of 4 KiB");
+                zm_usage_error("--guest-ram: %s",
+                               err[0] ? err : "a non-zero multiple of 4 KiB");
             }
             o->guest.ram = v;
             break;
         case OPT_VCPUS:
-            o->guest.vcpus =
-                (unsigned)parse_count("--vcpus", optarg, 1, ZM_GUEST_MAX_VCPUS);
+            o->guest.vcpus = (unsigned)zm_parse_count_opt("--vcpus", optarg, 1,
+                                                          ZM_GUEST_MAX_VCPUS);
             break;
         case OPT_WORKLOAD:
             if ((ret = zm_guest_workload_by_name(optarg)) < 0) {
-                usage_error("--workload: '%s' (idle, fill, writer)", optarg);
+                zm_usage_error("--workload: '%s' (idle, fill, writer)", optarg);
             }
             o->guest.workload = (enum zm_guest_workload)ret;
             break;
         case OPT_DIRTY_RATE:
             if (zm_parse_rate(optarg, &v, err, sizeof(err)) < 0) {
-                usage_error("--dirty-rate: %s", err);
+                zm_usage_error("--dirty-rate: %s", err);
             }
             o->guest.dirty_rate = v;
             break;
@@ -283,17 +201,12 @@ static void parse_options(int argc, char **argv, struct options *o)
             } else if (strncmp(optarg, "corpus:", 7) == 0 && optarg[7]) {
                 o->guest.corpus_dir = optarg + 7;
             } else {
-                usage_error("--data: '%s' (generated or corpus:DIR)", optarg);
+                zm_usage_error("--data: '%s' (generated or corpus:DIR)",
+                               optarg);
             }
             break;
         case OPT_SEED:
-            o->guest.seed = parse_count("--seed", optarg, 0, UINT64_MAX);
-            break;
-        case OPT_JSON:
-            o->json = true;
-            break;
-        case OPT_QUIET:
-            o->quiet = true;
+            o->guest.seed = zm_parse_count_opt("--seed", optarg, 0, UINT64_MAX);
             break;
         case OPT_CHART:
             o->chart = optarg;
@@ -307,109 +220,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         }
     }
     if (optind < argc) {
-        usage_error("unexpected argument '%s'", argv[optind]);
+        zm_usage_error("unexpected argument '%s'", argv[optind]);
     }
-}
-
-/* ---- progress and results ---- */
-
-struct progress {
-    pthread_t thread;
-    atomic_bool done;
-    bool tty;
-    zm_source *src;
-    zm_dest *dst;
-};
-
-static void progress_line(struct progress *pr, bool final)
-{
-    struct zm_stats st;
-    char sent[ZM_FORMAT_MAX], left[ZM_FORMAT_MAX], dirty[ZM_FORMAT_MAX];
-
-    if (pr->src) {
-        zm_source_stats(pr->src, &st);
-    } else {
-        zm_dest_stats(pr->dst, &st);
-    }
-    zm_format_bytes(sent, sizeof(sent), st.transferred);
-    zm_format_bytes(left, sizeof(left), st.remaining);
-    zm_format_rate(dirty, sizeof(dirty), (double)st.dirty_pages_rate * 4096);
-    uint64_t payload = 0;
-    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-        payload += st.payload_bytes[c];
-    }
-    double ratio = payload ? (double)st.normal_bytes / (double)payload : 0;
-    fprintf(stderr,
-            "%s%-9s round %-3u %s %10s  remaining %10s  dirty %12s  "
-            "ratio %.2f%s",
-            pr->tty ? "\r" : "", zm_status_name(st.status), st.iterations,
-            pr->src ? "sent" : "recv", sent, left, dirty, ratio,
-            pr->tty && !final ? "" : "\n");
-    fflush(stderr);
-}
-
-static void *progress_thread(void *arg)
-{
-    struct progress *pr = arg;
-    unsigned tick = 0;
-
-    while (!atomic_load(&pr->done)) {
-        struct timespec ts = { 0, 200 * 1000 * 1000 };
-        nanosleep(&ts, NULL);
-        /* A line a second when it is not a terminal. */
-        if (!atomic_load(&pr->done) && (pr->tty || ++tick % 5 == 0)) {
-            progress_line(pr, false);
-        }
-    }
-    return NULL;
-}
-
-static void print_result(const char *side, const struct zm_stats *st, bool json,
-                         int ret)
-{
-    if (json) {
-        printf("{\"side\": \"%s\", \"status\": \"%s\", \"error\": \"%s\", "
-               "\"total-time\": %llu, \"setup-time\": %llu, "
-               "\"downtime\": %llu, \"expected-downtime\": %llu, "
-               "\"iterations\": %u, \"max-iterations-reached\": %s, "
-               "\"ram\": {\"transferred\": %llu, \"remaining\": %llu, "
-               "\"total\": %llu, \"duplicate\": %llu, \"normal\": %llu, "
-               "\"normal-bytes\": %llu, \"dirty-pages-rate\": %llu, "
-               "\"dirty-sync-count\": %llu, \"mbps\": %.3f, "
-               "\"pages-per-second\": %llu}, "
-               "\"compression-ratio\": %.4f, \"cpu-seconds\": %.3f}\n",
-               side, zm_status_name(st->status), ret < 0 ? zm_errmsg() : "",
-               (unsigned long long)st->total_time_ms,
-               (unsigned long long)st->setup_time_ms,
-               (unsigned long long)st->downtime_ms,
-               (unsigned long long)st->expected_downtime_ms, st->iterations,
-               st->max_iterations_reached ? "true" : "false",
-               (unsigned long long)st->transferred,
-               (unsigned long long)st->remaining, (unsigned long long)st->total,
-               (unsigned long long)st->duplicate,
-               (unsigned long long)st->normal,
-               (unsigned long long)st->normal_bytes,
-               (unsigned long long)st->dirty_pages_rate,
-               (unsigned long long)st->dirty_sync_count, st->mbps,
-               (unsigned long long)st->pages_per_second, st->compression_ratio,
-               st->cpu_seconds);
-        return;
-    }
-    char total[ZM_FORMAT_MAX], wire[ZM_FORMAT_MAX];
-    zm_format_bytes(total, sizeof(total), st->total);
-    zm_format_bytes(wire, sizeof(wire), st->transferred);
-    printf("%s: %s%s%s\n", side, zm_status_name(st->status),
-           ret < 0 ? ": " : "", ret < 0 ? zm_errmsg() : "");
-    printf("  RAM %s in %u rounds, %s on the wire (ratio %.2f), "
-           "%llu zero pages\n",
-           total, st->iterations, wire, st->compression_ratio,
-           (unsigned long long)st->duplicate);
-    printf("  total %llu ms, downtime %llu ms%s, %.0f Mbit/s, "
-           "%llu pages/s, CPU %.2f s\n",
-           (unsigned long long)st->total_time_ms,
-           (unsigned long long)st->downtime_ms,
-           st->max_iterations_reached ? " (max-iterations reached)" : "",
-           st->mbps, (unsigned long long)st->pages_per_second, st->cpu_seconds);
 }
 
 /* ---- recv ---- */
@@ -431,35 +243,30 @@ static int cmd_recv(struct options *o)
     const char *uri = o->listen ? o->listen : o->from;
     struct device_state ds = { 0 };
     struct zm_dest_hooks hooks = { .opaque = &ds, .load_state = load_state };
-    struct progress pr = { .tty = isatty(2) };
+    struct zm_progress pr = { 0 };
     zm_dest *dst;
     struct zm_stats st;
 
     if (!uri || (o->listen && o->from)) {
-        usage_error("recv needs --listen URI or --from file:PATH%s", "");
+        zm_usage_error("recv needs --listen URI or --from file:PATH%s", "");
     }
     if (o->from && strncmp(o->from, "file:", 5) != 0) {
-        usage_error("--from takes a file:PATH, not '%s'", o->from);
+        zm_usage_error("--from takes a file:PATH, not '%s'", o->from);
     }
     if (zm_dest_new(NULL, &hooks, &dst) < 0 || zm_dest_listen(dst, uri) < 0) {
         fprintf(stderr, "zmigrate recv: %s\n", zm_errmsg());
         return 1;
     }
-    if (!o->quiet && o->listen) {
+    if (!o->mig.quiet && o->listen) {
         fprintf(stderr, "zmigrate recv: listening on %s\n", zm_dest_uri(dst));
     }
-    pr.dst = dst;
-    if (!o->quiet) {
-        pthread_create(&pr.thread, NULL, progress_thread, &pr);
+    if (!o->mig.quiet) {
+        zm_progress_start(&pr, NULL, dst);
     }
     int ret = zm_dest_run(dst);
-    if (!o->quiet) {
-        atomic_store(&pr.done, true);
-        pthread_join(pr.thread, NULL);
-        progress_line(&pr, true);
-    }
+    zm_progress_stop(&pr);
     zm_dest_stats(dst, &st);
-    print_result("recv", &st, o->json, ret);
+    zm_print_result(stdout, "recv", &st, o->mig.json, ret, NULL);
     zm_dest_free(dst);
     return ret < 0 ? 1 : 0;
 }
@@ -497,18 +304,18 @@ static int run_send(struct options *o, struct zm_stats *out, bool print)
     zm_guest *guest;
     zm_source *src;
     struct vcpu_state vs;
-    struct progress pr = { .tty = isatty(2) };
+    struct zm_progress pr = { 0 };
     struct zm_stats st;
 
     if (!o->to) {
-        usage_error("send needs --to URI%s", "");
+        zm_usage_error("send needs --to URI%s", "");
     }
     struct zm_source_hooks hooks = { .opaque = &vs,
                                      .stop = hook_stop,
                                      .resume = hook_resume,
                                      .save_state = save_state };
     /* Parameters first: a bad one fails before gigabytes are filled. */
-    if (zm_source_new(&o->params, &hooks, &src) < 0) {
+    if (zm_source_new(&o->mig.params, &hooks, &src) < 0) {
         fprintf(stderr, "zmigrate send: %s\n", zm_errmsg());
         return 1;
     }
@@ -526,20 +333,14 @@ static int run_send(struct options *o, struct zm_stats *out, bool print)
         return 1;
     }
     zm_guest_start(guest);
-    pr.src = src;
-    bool progress = print && !o->quiet;
-    if (progress) {
-        pthread_create(&pr.thread, NULL, progress_thread, &pr);
+    if (print && !o->mig.quiet) {
+        zm_progress_start(&pr, src, NULL);
     }
     int ret = zm_source_run(src, o->to);
-    if (progress) {
-        atomic_store(&pr.done, true);
-        pthread_join(pr.thread, NULL);
-        progress_line(&pr, true);
-    }
+    zm_progress_stop(&pr);
     zm_source_stats(src, &st);
     if (print) {
-        print_result("send", &st, o->json, ret);
+        zm_print_result(stdout, "send", &st, o->mig.json, ret, NULL);
     }
     if (out) {
         *out = st;
@@ -597,7 +398,7 @@ static int run_pair(struct options *o, struct zm_stats *send_st,
         int ret = zm_dest_run(dst);
         zm_dest_stats(dst, &st);
         if (print) {
-            print_result("recv", &st, o->json, ret);
+            zm_print_result(stdout, "recv", &st, o->mig.json, ret, NULL);
             fflush(stdout);
         }
         (void)!write(result[1], &st, sizeof(st));
@@ -633,16 +434,16 @@ static int cmd_demo(struct options *o)
     zm_format_bytes(ram, sizeof(ram), o->guest.ram);
     zm_format_rate(rate, sizeof(rate), (double)o->guest.dirty_rate);
     /* With --json, stdout carries only the results. */
-    fprintf(o->json ? stderr : stdout,
+    fprintf(o->mig.json ? stderr : stdout,
             "zmigrate demo: a %s guest, %u vCPUs, workload %s at %s, %s "
             "over %u channels, on a UNIX socket\n",
             ram, o->guest.vcpus, zm_guest_workload_name(o->guest.workload),
-            rate, zm_codec_name(o->params.compression),
-            o->params.multifd_channels);
+            rate, zm_codec_name(o->mig.params.compression),
+            o->mig.params.multifd_channels);
     int ret = run_pair(o, &send_st, &recv_st, true);
-    if (!o->json) {
+    if (!o->mig.json) {
         printf("zmigrate demo: %s\n", ret != 0 ? "FAILED"
-                                      : o->params.verify
+                                      : o->mig.params.verify
                                           ? "completed, RAM verified"
                                           : "completed");
     }
@@ -661,12 +462,13 @@ static int cmd_bench(struct options *o, const char *chart)
 
     zm_format_bytes(ram, sizeof(ram), o->guest.ram);
     zm_format_rate(bw, sizeof(bw),
-                   o->params.max_bandwidth ? (double)o->params.max_bandwidth
-                                           : (double)ZM_RATE_UNLIMITED);
+                   o->mig.params.max_bandwidth
+                       ? (double)o->mig.params.max_bandwidth
+                       : (double)ZM_RATE_UNLIMITED);
     printf("## zmigrate bench: %s guest, workload %s, %u channels, "
            "max-bandwidth %s\n\n",
            ram, zm_guest_workload_name(o->guest.workload),
-           o->params.multifd_channels, bw);
+           o->mig.params.multifd_channels, bw);
     printf("| method | total time (ms) | downtime (ms) | throughput (mbps) | "
            "pages/s | send CPU %% | recv CPU %% | ratio | rounds |\n"
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -680,8 +482,8 @@ static int cmd_bench(struct options *o, const char *chart)
         if (!zm_codec_available(methods[m])) {
             continue;
         }
-        o->params.compression = methods[m];
-        o->params.compression_level = ZM_LEVEL_DEFAULT;
+        o->mig.params.compression = methods[m];
+        o->mig.params.compression_level = ZM_LEVEL_DEFAULT;
         int ret = run_pair(o, &s, &r, false);
         const char *name = zm_codec_name(methods[m]);
         if (ret != 0) {
@@ -737,7 +539,7 @@ int main(int argc, char **argv)
     struct options o = { 0 };
 
     signal(SIGPIPE, SIG_IGN);
-    zm_params_init(&o.params);
+    zm_params_init(&o.mig.params);
     o.guest = (struct zm_guest_options){ .ram = 1u << 30,
                                          .vcpus = 2,
                                          .workload = ZM_GUEST_IDLE,
@@ -748,6 +550,9 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "vm") == 0) {
+        return zm_vm_main(argc - 1, argv + 1);
+    }
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {
         fputs(usage_text, stdout);
@@ -758,15 +563,15 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "bench") == 0) {
-        o.params.multifd_channels = 4;
+        o.mig.params.multifd_channels = 4;
         o.guest.workload = ZM_GUEST_WRITER;
-        o.quiet = true;
+        o.mig.quiet = true;
     }
     if (strcmp(cmd, "demo") == 0) {
-        o.params.compression =
+        o.mig.params.compression =
             zm_codec_available(ZM_CODEC_ZSTD) ? ZM_CODEC_ZSTD : ZM_CODEC_NONE;
-        o.params.multifd_channels = 4;
-        o.params.verify = true;
+        o.mig.params.multifd_channels = 4;
+        o.mig.params.verify = true;
         o.guest.workload = ZM_GUEST_WRITER;
     }
     parse_options(argc - 1, argv + 1, &o);
@@ -782,6 +587,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "bench") == 0) {
         return cmd_bench(&o, o.chart);
     }
-    usage_error("unknown command '%s' (send, recv, demo, bench)", cmd);
+    zm_usage_error("unknown command '%s' (send, recv, demo, bench, vm)", cmd);
     return EXIT_USAGE;
 }
