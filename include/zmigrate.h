@@ -407,7 +407,11 @@ ZM_API const char *zm_dest_uri(const zm_dest *dst);
 ZM_API int zm_dest_run(zm_dest *dst);
 
 ZM_API unsigned zm_dest_region_count(const zm_dest *dst);
-/* Region i after zm_dest_run(): its name, memory and size. */
+/*
+ * Region i of the source's layout: its name, memory and size.  Valid from
+ * the load_state hook on (the layout arrives before any page) and after
+ * zm_dest_run() returns, for as long as the zm_dest lives.
+ */
 ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
                           void **base, size_t *size);
 

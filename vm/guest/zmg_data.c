@@ -67,16 +67,6 @@ static uint32_t fmix32(uint32_t h)
     return h;
 }
 
-static inline uint32_t xs32(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    *s = x;
-    return x;
-}
-
 static void init_words(void)
 {
     /* Racing CPUs store the same values: harmless. */

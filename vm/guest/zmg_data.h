@@ -21,6 +21,17 @@ struct zmg_sum {
     uint64_t b;
 };
 
+/* xorshift32: the guest's one pseudo-random generator (*s must not be 0). */
+static inline uint32_t xs32(uint32_t *s)
+{
+    uint32_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *s = x;
+    return x;
+}
+
 /* Fill ZMG_REGION_SIZE bytes at dst with content that depends only on the
  * arguments.  dst is 4-byte aligned. */
 void zmg_fill_region(void *dst, uint32_t region, uint32_t gen, uint32_t seed);

@@ -118,16 +118,6 @@ static uint32_t hb_last_written;
 static uint32_t migr_seen;
 static uint32_t exit_done;
 
-static inline uint32_t xs32(uint32_t *s)
-{
-    uint32_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    *s = x;
-    return x;
-}
-
 static void save_boot_info(uint32_t magic, const struct mb_info *mbi)
 {
     boot_magic = magic;
