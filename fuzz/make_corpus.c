@@ -7,9 +7,13 @@
  * every codec this build has (compressed and raw, consecutive and
  * scattered pages, zero pages, both regions of fuzz_packet's decoder),
  * valid streams of every codec in fuzz_codec's input format, and
- * round-trip inputs that reach each codec and page kind.  Its output is
+ * round-trip inputs that reach each codec and page kind; and DIR/multiboot/:
+ * minimal multiboot ELF32 kernels built by hand.  (The vmstate seed is a
+ * blob from the real saver, which needs /dev/kvm: see fuzz/README.md.)
+ * Its output is
  * checked in as fuzz/corpora/ (fuzz/README.md); tests do not run it.
  */
+#include <elf.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -396,6 +400,93 @@ static void roundtrip_seeds(void)
     roundtrip_seed("64k-pages", &big);
 }
 
+/* ---- fuzz_multiboot: small multiboot ELF32 kernels --------------------- */
+
+struct mb_segment {
+    uint32_t type, vaddr, paddr, memsz;
+    const unsigned char *bytes;
+    uint32_t filesz;
+};
+
+/*
+ * An ELF32 executable: the header, the program headers, the multiboot
+ * header (flags), then each segment's bytes, the first one loaded from
+ * offset 0 so that it holds the headers too (as linkers lay kernels out).
+ */
+static void multiboot_seed(const char *name, uint32_t flags, uint32_t entry,
+                           const struct mb_segment *seg, unsigned nseg)
+{
+    unsigned char buf[1024] = { 0 };
+    size_t off = sizeof(Elf32_Ehdr) + nseg * sizeof(Elf32_Phdr);
+    const uint32_t mb[3] = { 0x1BADB002u, flags, -(0x1BADB002u + flags) };
+
+    memcpy(buf + off, mb, sizeof(mb));
+    off += sizeof(mb);
+    Elf32_Ehdr eh = {
+        .e_ident = { ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ELFCLASS32,
+                     ELFDATA2LSB, EV_CURRENT },
+        .e_type = ET_EXEC,
+        .e_machine = EM_386,
+        .e_version = EV_CURRENT,
+        .e_entry = entry,
+        .e_phoff = sizeof(Elf32_Ehdr),
+        .e_ehsize = sizeof(Elf32_Ehdr),
+        .e_phentsize = sizeof(Elf32_Phdr),
+        .e_phnum = (Elf32_Half)nseg,
+    };
+    memcpy(buf, &eh, sizeof(eh));
+    for (unsigned i = 0; i < nseg; i++) {
+        Elf32_Phdr ph = {
+            .p_type = seg[i].type,
+            .p_vaddr = seg[i].vaddr,
+            .p_paddr = seg[i].paddr,
+            .p_memsz = seg[i].memsz,
+            .p_flags = PF_R | PF_W | PF_X,
+            .p_align = 4,
+        };
+        if (i == 0) {
+            /* The headers and everything before the next segment. */
+            memcpy(buf + off, seg[0].bytes, seg[0].filesz);
+            off += seg[0].filesz;
+            ph.p_filesz = (uint32_t)off;
+        } else {
+            ph.p_offset = (uint32_t)off;
+            ph.p_filesz = seg[i].filesz;
+            if (seg[i].filesz) {
+                memcpy(buf + off, seg[i].bytes, seg[i].filesz);
+                off += seg[i].filesz;
+            }
+        }
+        memcpy(buf + sizeof(eh) + i * sizeof(ph), &ph, sizeof(ph));
+    }
+    save("multiboot", name, buf, off);
+}
+
+static void multiboot_seeds(void)
+{
+    static const unsigned char code[] = { 0xFA, 0xF4, 0xEB,
+                                          0xFD }; /* cli;hlt */
+    static const unsigned char data[] = "zmigrate multiboot seed";
+    /* Headers, multiboot header, code: the entry follows them. */
+    const uint32_t code1 =
+        (uint32_t)(sizeof(Elf32_Ehdr) + sizeof(Elf32_Phdr) + 12);
+    const struct mb_segment one[] = {
+        { PT_LOAD, 0x100000, 0x100000, 0x3000, code, sizeof(code) },
+    };
+    multiboot_seed("valid-one-segment", 0x2, 0x100000 + code1, one, 1);
+
+    /* Linked high (entry virtual), a data segment with bss, a note. */
+    const uint32_t code3 =
+        (uint32_t)(sizeof(Elf32_Ehdr) + 3 * sizeof(Elf32_Phdr) + 12);
+    const struct mb_segment three[] = {
+        { PT_LOAD, 0xC0100000, 0x100000, 0x1000, code, sizeof(code) },
+        { PT_NOTE, 0, 0, 0, NULL, 0 },
+        { PT_LOAD, 0xC0101000, 0x101000, 0x4000, data, sizeof(data) },
+    };
+    multiboot_seed("valid-high-vaddr-bss", 0x10003, 0xC0100000 + code3, three,
+                   3);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -415,6 +506,7 @@ int main(int argc, char **argv)
     packet_seed_zero_only();
     codec_seeds();
     roundtrip_seeds();
+    multiboot_seeds();
     printf("wrote %u seeds under %s\n", written, out_dir);
     return 0;
 }

@@ -75,6 +75,69 @@ struct zm_vm {
     uint64_t *dirty_buf;
 };
 
+/* ---- the state blob (vmstate.c) ---- */
+
+/* A record's tag: the VM's records, then each vCPU's. */
+enum zm_vm_tag {
+    ZM_VM_TAG_PIC_MASTER = 1,
+    ZM_VM_TAG_PIC_SLAVE,
+    ZM_VM_TAG_IOAPIC,
+    ZM_VM_TAG_PIT,
+    ZM_VM_TAG_CLOCK,
+    ZM_VM_TAG_UART,
+    ZM_VM_TAG_VM_LAST,
+    ZM_VM_TAG_REGS = 16,
+    ZM_VM_TAG_SREGS,
+    ZM_VM_TAG_XSAVE,
+    ZM_VM_TAG_XCRS,
+    ZM_VM_TAG_MSRS,
+    ZM_VM_TAG_LAPIC,
+    ZM_VM_TAG_EVENTS,
+    ZM_VM_TAG_MP_STATE,
+    ZM_VM_TAG_DEBUGREGS,
+    ZM_VM_TAG_TSC_DEADLINE,
+    ZM_VM_TAG_VCPU_LAST,
+};
+
+#define ZM_VM_VCPU_TAGS (ZM_VM_TAG_VCPU_LAST - ZM_VM_TAG_REGS)
+#define ZM_VM_MSR_TSC_DEADLINE 0x6E0u
+
+/* What a blob must match: the destination VM and what its KVM takes. */
+struct zm_vm_layout {
+    unsigned vcpus;
+    uint64_t ram_size;
+    size_t xsave_size;    /* the largest XSAVE record taken */
+    const uint32_t *msrs; /* the MSRs an MSRS record may hold */
+    unsigned nmsrs;
+};
+
+/* A record's bytes in the blob (any alignment: read them with memcpy). */
+struct zm_vm_record {
+    const unsigned char *data; /* NULL: absent */
+    uint32_t len;
+};
+
+struct zm_vm_state {
+    uint32_t vcpus, epoch;
+    uint64_t ram_size;
+    struct zm_vm_record vm[ZM_VM_TAG_VM_LAST];    /* by tag; [0] unused */
+    struct zm_vm_record (*vcpu)[ZM_VM_VCPU_TAGS]; /* [vcpus][tag - REGS] */
+};
+
+/*
+ * Checks a whole blob against layout without touching any VM: the header,
+ * every record's tag, vCPU, size and padding, each record exactly once
+ * (TSC_DEADLINE optional), the irqchip ids, the UART's registers, the MSR
+ * indices (each in layout's list, once).  0 and st filled (pointing into
+ * buf; zm_vm_state_free() it), or -EBADMSG, -EPROTO (another version or
+ * an unknown record), -EINVAL (another geometry), -ENOMEM, with the reason
+ * in err; st then holds nothing to free.
+ */
+int zm_vm_state_parse(const struct zm_vm_layout *layout, const void *buf,
+                      size_t len, struct zm_vm_state *st, char *err,
+                      size_t err_size);
+void zm_vm_state_free(struct zm_vm_state *st);
+
 /* Writes a message to err and returns code (a negative errno value). */
 int zm_vm_fail(char *err, size_t err_size, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

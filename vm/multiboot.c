@@ -148,12 +148,14 @@ static int check_multiboot_header(const char *path, const unsigned char *f,
                 path, MB_HEADER_MAGIC, MB_SEARCH);
 }
 
-static int check_ehdr(const char *path, const Elf32_Ehdr *eh, size_t len,
-                      char *err, size_t err_size)
+/* Copies the ELF header into *eh (the file may lie at any address). */
+static int check_ehdr(const char *path, const unsigned char *f, size_t len,
+                      Elf32_Ehdr *eh, char *err, size_t err_size)
 {
-    if (len < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0) {
+    if (len < sizeof(*eh) || memcmp(f, ELFMAG, SELFMAG) != 0) {
         return fail(err, err_size, -ENOEXEC, "%s: not an ELF file", path);
     }
+    memcpy(eh, f, sizeof(*eh));
     if (eh->e_ident[EI_CLASS] != ELFCLASS32 ||
         eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_machine != EM_386) {
         return fail(err, err_size, -ENOEXEC,
@@ -184,18 +186,15 @@ static int check_ehdr(const char *path, const Elf32_Ehdr *eh, size_t len,
     return 0;
 }
 
-/* The multiboot_info, its memory map and the command line. */
-static int write_info(void *ram, uint64_t ram_size, const char *cmdline,
-                      char *err, size_t err_size)
+/*
+ * The multiboot_info, its memory map and the command line (cmd_len bytes,
+ * checked by the caller, as ram_size is).
+ */
+static void write_info(void *ram, uint64_t ram_size, const char *cmdline,
+                       size_t cmd_len)
 {
     unsigned char *m = ram;
-    size_t cmd_len = cmdline ? strlen(cmdline) : 0;
 
-    if (cmd_len + 1 > MB_CMDLINE_MAX) {
-        return fail(err, err_size, -E2BIG,
-                    "the command line is %zu bytes, at most %u", cmd_len,
-                    MB_CMDLINE_MAX - 1);
-    }
     memcpy(m + MB_CMDLINE_ADDR, cmdline ? cmdline : "", cmd_len + 1);
     static const char name[] = "zmigrate vm";
     memcpy(m + MB_LOADER_NAME_ADDR, name, sizeof(name));
@@ -228,15 +227,17 @@ static int write_info(void *ram, uint64_t ram_size, const char *cmdline,
     put32(mbi + 44, (uint32_t)(e - (m + MB_MMAP_ADDR))); /* mmap_length */
     put32(mbi + 48, MB_MMAP_ADDR);
     put32(mbi + 64, MB_LOADER_NAME_ADDR);
-    return 0;
 }
 
-int zm_multiboot_load(const char *path, void *ram, uint64_t ram_size,
-                      const char *cmdline, struct zm_boot_info *info, char *err,
-                      size_t err_size)
+int zm_multiboot_load_buffer(const void *file, size_t len, void *ram,
+                             uint64_t ram_size, const char *cmdline,
+                             const char *name, struct zm_boot_info *info,
+                             char *err, size_t err_size)
 {
-    unsigned char *f = NULL;
-    size_t len = 0;
+    const unsigned char *f = file;
+    const char *path = name ? name : "the kernel";
+    size_t cmd_len = cmdline ? strlen(cmdline) : 0;
+    Elf32_Ehdr eh;
     int ret;
 
     if (ram_size < ZM_MULTIBOOT_MIN_RAM || ram_size > UINT32_MAX) {
@@ -245,45 +246,46 @@ int zm_multiboot_load(const char *path, void *ram, uint64_t ram_size,
                     "4 GiB",
                     (unsigned long long)ram_size);
     }
-    if ((ret = read_file(path, &f, &len, err, err_size)) < 0) {
-        return ret;
+    if (cmd_len >= MB_CMDLINE_MAX) {
+        return fail(err, err_size, -E2BIG,
+                    "the command line is %zu bytes, at most %u", cmd_len,
+                    MB_CMDLINE_MAX - 1);
     }
-    const Elf32_Ehdr *eh = (const Elf32_Ehdr *)f;
-    if ((ret = check_ehdr(path, eh, len, err, err_size)) < 0 ||
+    if ((ret = check_ehdr(path, f, len, &eh, err, err_size)) < 0 ||
         (ret = check_multiboot_header(path, f, len, err, err_size)) < 0) {
-        free(f);
         return ret;
     }
 
     /* Check every segment before writing any. */
     Elf32_Phdr ph[MAX_PHDRS];
-    memcpy(ph, f + eh->e_phoff, eh->e_phnum * sizeof(Elf32_Phdr));
-    uint64_t entry = eh->e_entry, kernel_end = 0;
+    memcpy(ph, f + eh.e_phoff, eh.e_phnum * sizeof(Elf32_Phdr));
+    uint64_t entry = eh.e_entry, kernel_end = 0;
     bool entry_ok = false;
     unsigned loads = 0;
-    for (unsigned i = 0; i < eh->e_phnum; i++) {
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
         const Elf32_Phdr *p = &ph[i];
-        if (p->p_type != PT_LOAD || p->p_memsz == 0) {
+        if (p->p_type != PT_LOAD) {
             continue;
         }
         uint64_t start = p->p_paddr, end = start + (uint64_t)p->p_memsz;
         if (p->p_filesz > p->p_memsz ||
             (uint64_t)p->p_offset + p->p_filesz > len) {
-            free(f);
             return fail(err, err_size, -ENOEXEC,
                         "%s: segment %u: %u bytes at offset %u (memory "
-                        "size %u) run past the end of the file (%zu bytes)",
+                        "size %u) run past the end of the file (%zu bytes) "
+                        "or the segment",
                         path, i, p->p_filesz, p->p_offset, p->p_memsz, len);
         }
+        if (p->p_memsz == 0) {
+            continue;
+        }
         if (start < KERNEL_MIN) {
-            free(f);
             return fail(err, err_size, -ENOEXEC,
                         "%s: segment %u at physical 0x%llx: below 1 MiB, "
                         "where the loader keeps the multiboot info",
                         path, i, (unsigned long long)start);
         }
         if (end > ram_size) {
-            free(f);
             return fail(err, err_size, -EFBIG,
                         "%s: segment %u at physical 0x%llx..0x%llx does not "
                         "fit in %llu MiB of RAM",
@@ -301,14 +303,13 @@ int zm_multiboot_load(const char *path, void *ram, uint64_t ram_size,
         loads++;
     }
     if (loads == 0 || !entry_ok) {
-        free(f);
         return fail(err, err_size, -ENOEXEC,
                     loads ? "%s: the entry point 0x%llx is in no loadable "
                             "segment"
                           : "%s: no loadable segment (entry 0x%llx)",
                     path, (unsigned long long)entry);
     }
-    for (unsigned i = 0; i < eh->e_phnum; i++) {
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
         const Elf32_Phdr *p = &ph[i];
         if (p->p_type != PT_LOAD || p->p_memsz == 0) {
             continue;
@@ -317,12 +318,26 @@ int zm_multiboot_load(const char *path, void *ram, uint64_t ram_size,
         memcpy(dst, f + p->p_offset, p->p_filesz);
         memset(dst + p->p_filesz, 0, p->p_memsz - p->p_filesz);
     }
-    free(f);
-    if ((ret = write_info(ram, ram_size, cmdline, err, err_size)) < 0) {
-        return ret;
-    }
+    write_info(ram, ram_size, cmdline, cmd_len);
     info->entry = (uint32_t)entry;
     info->mbi_addr = ZM_MULTIBOOT_INFO_ADDR;
     info->kernel_end = kernel_end;
     return 0;
+}
+
+int zm_multiboot_load(const char *path, void *ram, uint64_t ram_size,
+                      const char *cmdline, struct zm_boot_info *info, char *err,
+                      size_t err_size)
+{
+    unsigned char *f = NULL;
+    size_t len = 0;
+    int ret;
+
+    if ((ret = read_file(path, &f, &len, err, err_size)) < 0) {
+        return ret;
+    }
+    ret = zm_multiboot_load_buffer(f, len, ram, ram_size, cmdline, path, info,
+                                   err, err_size);
+    free(f);
+    return ret;
 }

@@ -42,4 +42,16 @@ int zm_multiboot_load(const char *path, void *ram, uint64_t ram_size,
                       const char *cmdline, struct zm_boot_info *info, char *err,
                       size_t err_size);
 
+/*
+ * The same from the file's len bytes at file (any alignment); name (may be
+ * NULL) stands for the file in messages.  Everything is checked before the
+ * first write: a failure leaves ram as it was, a success writes only the
+ * segments (inside ram, at or above 1 MiB) and the loader's structures
+ * below 1 MiB.
+ */
+int zm_multiboot_load_buffer(const void *file, size_t len, void *ram,
+                             uint64_t ram_size, const char *cmdline,
+                             const char *name, struct zm_boot_info *info,
+                             char *err, size_t err_size);
+
 #endif /* ZM_VM_MULTIBOOT_H */
