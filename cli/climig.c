@@ -178,8 +178,8 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
             "\"ram\": {\"transferred\": %llu, \"remaining\": %llu, "
             "\"total\": %llu, \"duplicate\": %llu, \"normal\": %llu, "
             "\"normal-bytes\": %llu, \"dirty-pages-rate\": %llu, "
-            "\"dirty-sync-count\": %llu, \"mbps\": %.3f, "
-            "\"pages-per-second\": %llu}, "
+            "\"dirty-sync-count\": %llu, \"skipped\": %llu, "
+            "\"mbps\": %.3f, \"pages-per-second\": %llu}, "
             "\"compression-ratio\": %.4f, \"cpu-seconds\": %.3f}\n",
             side, zm_status_name(st->status), why,
             (unsigned long long)st->total_time_ms,
@@ -192,7 +192,8 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
             (unsigned long long)st->duplicate, (unsigned long long)st->normal,
             (unsigned long long)st->normal_bytes,
             (unsigned long long)st->dirty_pages_rate,
-            (unsigned long long)st->dirty_sync_count, st->mbps,
+            (unsigned long long)st->dirty_sync_count,
+            (unsigned long long)st->skipped, st->mbps,
             (unsigned long long)st->pages_per_second, st->compression_ratio,
             st->cpu_seconds);
         fflush(out);

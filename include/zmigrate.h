@@ -322,6 +322,11 @@ struct zm_stats {
     uint64_t normal_bytes;
     uint64_t dirty_pages_rate; /* pages/s in the last round */
     uint64_t dirty_sync_count;
+    /*
+     * Dirty pages a round did not send because the guest wrote them again
+     * before their turn: a later round sends them once instead of twice.
+     */
+    uint64_t skipped;
     double mbps; /* wire megabits/s, whole migration */
     uint64_t pages_per_second;
     double compression_ratio; /* normal bytes / their bytes on the wire */
