@@ -80,7 +80,8 @@ struct zm_source {
 
     pthread_mutex_t stats_lock;
     struct zm_stats stats;
-    uint64_t round_wire_bytes; /* under stats_lock */
+    uint64_t round_wire_bytes;  /* under stats_lock */
+    uint64_t rounds_wire_bytes; /* since round 0 began, under stats_lock */
     atomic_bool cancelled;
     bool stopped; /* the guest is stopped by us */
 };
@@ -400,6 +401,7 @@ static int chan_write(struct src_channel *ch, uint32_t type,
         pthread_mutex_lock(&src->stats_lock);
         src->stats.transferred += bytes + ZM_FRAME_HEADER_SIZE;
         src->round_wire_bytes += bytes + ZM_FRAME_HEADER_SIZE;
+        src->rounds_wire_bytes += bytes + ZM_FRAME_HEADER_SIZE;
         pthread_mutex_unlock(&src->stats_lock);
     }
     return ret;
@@ -951,6 +953,7 @@ static int migrate(zm_source *src, const char *uri, double t0)
     pthread_mutex_unlock(&src->stats_lock);
 
     mark_all(src);
+    double t_rounds = zm_now();
     for (uint32_t round = 0;; round++) {
         double start = zm_now();
         pthread_mutex_lock(&src->stats_lock);
@@ -991,8 +994,17 @@ static int migrate(zm_source *src, const char *uri, double t0)
         /* Would the rest fit in the downtime at this round's speed? */
         double elapsed = zm_now() - start;
         pthread_mutex_lock(&src->stats_lock);
+        /*
+         * The slower of this round and all rounds so far: a short round's
+         * first writes only fill socket buffers, which would overstate a
+         * link's speed (and understate the downtime).
+         */
         double bw =
             (double)src->round_wire_bytes / (elapsed > 1e-6 ? elapsed : 1e-6);
+        double all = zm_now() - t_rounds;
+        double bw_all =
+            (double)src->rounds_wire_bytes / (all > 1e-6 ? all : 1e-6);
+        bw = bw_all < bw ? bw_all : bw;
         uint64_t payload = 0;
         for (int c = 0; c < ZM_CODEC_COUNT; c++) {
             payload += src->stats.payload_bytes[c];
@@ -1010,12 +1022,12 @@ static int migrate(zm_source *src, const char *uri, double t0)
         pthread_mutex_unlock(&src->stats_lock);
 
         /*
-         * It fits.  But while the round just sent took more than twice the
-         * expected downtime, one more round sends the rest live and leaves
-         * less than half of it for the stop: worth it until the downtime is
-         * a tenth of the limit (or rounds run out).
+         * It fits.  But while the round just sent took a third longer than
+         * the expected downtime, one more round sends the rest live and
+         * leaves at most three quarters of it for the stop: worth it until
+         * the downtime is a tenth of the limit (or rounds run out).
          */
-        bool shrinking = expected_ms * 2 < elapsed * 1000 &&
+        bool shrinking = expected_ms * 4 < elapsed * 1000 * 3 &&
                          expected_ms * 10 > (double)src->p.downtime_limit_ms &&
                          round + 2 < src->p.max_iterations;
         if (expected_ms <= (double)src->p.downtime_limit_ms && !shrinking) {

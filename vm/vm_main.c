@@ -467,20 +467,28 @@ static int block_signals(void)
 
 /* ---- boot (and migrate out) ---- */
 
+/* The guest beside the tool in the build tree, else the installed one. */
 static const char *default_kernel(char *buf, size_t size)
 {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0) {
-        return NULL;
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+        }
+        snprintf(buf, size, "%s/%s", exe, DEFAULT_KERNEL);
+        if (access(buf, R_OK) == 0) {
+            return buf;
+        }
     }
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-        *slash = '\0';
+#ifdef ZM_GUEST_INSTALLED
+    if (access(ZM_GUEST_INSTALLED, R_OK) == 0) {
+        return ZM_GUEST_INSTALLED;
     }
-    snprintf(buf, size, "%s/%s", exe, DEFAULT_KERNEL);
-    return buf;
+#endif
+    return n > 0 ? buf : NULL;
 }
 
 /* The command line with " smp=N" unless it names smp= itself. */

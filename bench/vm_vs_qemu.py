@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""Migrate the same running KVM guest with `zmigrate vm` and with QEMU 7.2.
+
+Both tools boot the project's guest ELF (build/vm/guest/zmguest.elf) with the
+same RAM, vCPUs and dirty rate, wait until the guest has filled its RAM,
+migrate it live to a second process on this machine (loopback, or a shaped
+veth link with --link), and report total time, downtime, bytes on the wire
+and the CPU seconds of each side.  vCPU threads are left out of the CPU
+figures: they run the guest, not the migration.  After each run the
+destination's serial output must show the heartbeat counter continuing and
+the guest's own verification passing.
+
+One JSON object per migration goes to --out; a Markdown summary (medians,
+zmigrate/QEMU ratios) is printed at the end.  Standard library only; QEMU's
+QMP client comes from ../shared/reference/qemu-peer/qemu_mig_bench.py.
+"""
+
+import argparse
+import atexit
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LIVE = []  # processes to kill if the harness dies
+
+
+def log(*a):
+    print("[vm-bench %s]" % time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ------------------------------------------------------------------ /proc
+class CpuWatch:
+    """Per-thread CPU of a process that may exit: sampled often, the last
+    sample of each thread kept, so threads that end still count."""
+
+    def __init__(self, pid, vcpu_re):
+        self.pid, self.vcpu_re, self.threads = pid, vcpu_re, {}
+
+    def sample(self):
+        base = "/proc/%d/task" % self.pid
+        try:
+            tids = os.listdir(base)
+        except OSError:
+            return
+        for tid in tids:
+            try:
+                with open("%s/%s/stat" % (base, tid)) as f:
+                    s = f.read()
+            except OSError:
+                continue
+            name = s[s.index("(") + 1:s.rindex(")")]
+            fld = s[s.rindex(")") + 2:].split()
+            self.threads[tid] = (name, (int(fld[11]) + int(fld[12])) / CLK_TCK)
+
+    def total(self):
+        return sum(c for n, c in self.threads.values() if not self.vcpu_re.match(n))
+
+
+# ------------------------------------------------------------------ serial logs
+HEARTBEAT = re.compile(r"^heartbeat (\d+) ")
+VERIFY = re.compile(r"^verify epoch=\S+ regions=(\d+) bad=(\d+) (ok|FAILED)")
+
+
+def read_lines(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def wait_for_line(path, pattern, timeout, procs):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in read_lines(path):
+            if line.startswith(pattern):
+                return line
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError("process %d exited (%s) before '%s'" %
+                                   (p.pid, p.returncode, pattern))
+        time.sleep(0.05)
+    raise RuntimeError("no '%s' in %s after %d s" % (pattern, path, timeout))
+
+
+def guest_check(src_log, dst_log):
+    """Heartbeat continuity and the guest's verify lines on the destination."""
+    src_hb = [int(m.group(1)) for m in map(HEARTBEAT.match, read_lines(src_log)) if m]
+    dst_lines = read_lines(dst_log)
+    dst_hb = [int(m.group(1)) for m in map(HEARTBEAT.match, dst_lines) if m]
+    verifies = [m for m in map(VERIFY.match, dst_lines) if m]
+    out = {"src_last_heartbeat": src_hb[-1] if src_hb else None,
+           "dst_first_heartbeat": dst_hb[0] if dst_hb else None,
+           "dst_verifies": len(verifies),
+           "dst_verify_ok": bool(verifies) and all(v.group(3) == "ok" for v in verifies)}
+    out["heartbeat_continuous"] = (out["src_last_heartbeat"] is not None and
+                                   out["dst_first_heartbeat"] == out["src_last_heartbeat"] + 1)
+    return out
+
+
+# ------------------------------------------------------------------ processes
+def spawn(argv, logpath, stdout=None):
+    logf = open(logpath, "wb")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                         stdout=stdout if stdout is not None else logf,
+                         stderr=logf if stdout is not None else subprocess.STDOUT,
+                         start_new_session=True)
+    p.logf = logf
+    LIVE.append(p)
+    return p
+
+
+def reap(p, grace=10):
+    if p is None:
+        return
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    p.logf.close()
+    if p in LIVE:
+        LIVE.remove(p)
+
+
+@atexit.register
+def _reap_all():
+    for p in list(LIVE):
+        try:
+            p.kill()
+        except OSError:
+            pass
+
+
+def append_line(a):
+    """The guest command line: the bench's settings."""
+    return "rate=%s smp=%d verify_every=%d" % (a.rate, a.vcpus, a.verify_every)
+
+
+# ------------------------------------------------------------------ QEMU
+def run_qemu(a, link, method, wd):
+    qmp_mod = load_module("qemu_mig_bench", a.qemu_script)
+    uri = "tcp:%s:%d" % (link.dst_host, link.port())
+    rec = {"tool": "qemu", "method": method, "status": "error"}
+    common = ["-accel", "kvm", "-m", a.ram, "-smp", str(a.vcpus),
+              "-kernel", a.kernel, "-append", append_line(a), "-nodefaults",
+              "-no-user-config", "-display", "none"]
+    src = dst = qs = qd = None
+    try:
+        dst = spawn(link.wrap("dst", [a.qemu] + common +
+                    ["-name", "qdst,debug-threads=on", "-serial", "file:%s/dst.serial" % wd,
+                     "-qmp", "unix:%s/dst.qmp,server=on,wait=off" % wd,
+                     "-incoming", "defer"]), "%s/dst.log" % wd)
+        src = spawn(link.wrap("src", [a.qemu] + common +
+                    ["-name", "qsrc,debug-threads=on", "-serial", "file:%s/src.serial" % wd,
+                     "-qmp", "unix:%s/src.qmp,server=on,wait=off" % wd]),
+                    "%s/src.log" % wd)
+        qd = qmp_mod.QMP("%s/dst.qmp" % wd)
+        qs = qmp_mod.QMP("%s/src.qmp" % wd)
+        wait_for_line("%s/src.serial" % wd, "zmguest: filled", a.fill_timeout, [src, dst])
+        time.sleep(a.settle)
+        caps = [{"capability": "multifd", "state": True}]
+        params = {"multifd-channels": a.channels, "multifd-compression": method}
+        if method == "zstd":
+            params["multifd-zstd-level"] = a.level
+        elif method == "zlib":
+            params["multifd-zlib-level"] = a.level
+        for q in (qs, qd):
+            q.cmd("migrate-set-capabilities", {"capabilities": caps})
+            q.cmd("migrate-set-parameters", params)
+        qs.cmd("migrate-set-parameters", {"max-bandwidth": 100 * 10 ** 9,
+                                          "downtime-limit": a.downtime_limit})
+        qd.cmd("migrate-incoming", {"uri": uri})
+        vcpu = re.compile(r"^CPU \d+/KVM$")
+        sw, dw = CpuWatch(src.pid, vcpu), CpuWatch(dst.pid, vcpu)
+        sw.sample(), dw.sample()
+        s0, d0 = sw.total(), dw.total()
+        wire0, t0 = link.counters(), time.monotonic()
+        qs.cmd("migrate", {"uri": uri})
+        s_info = d_info = None
+        while True:
+            if time.monotonic() - t0 > a.run_timeout:
+                qs.cmd("migrate_cancel")
+                raise RuntimeError("no convergence after %d s" % a.run_timeout)
+            sw.sample(), dw.sample()
+            s_info = qs.cmd("query-migrate")
+            d_info = qd.cmd("query-migrate")
+            if s_info.get("status") in ("completed", "failed", "cancelled") and \
+                    d_info.get("status") in ("completed", "failed", "cancelled"):
+                break
+            if s_info.get("status") in ("failed", "cancelled"):
+                break
+            time.sleep(0.02)
+        sw.sample(), dw.sample()
+        wire = sum(c - wire0[k] for k, c in link.counters().items())
+        # QEMU 7.2 may say "completed" before it has set total-time and
+        # downtime (both 0): ask again until they are there.
+        for _ in range(100):
+            if s_info.get("status") != "completed" or s_info.get("total-time"):
+                break
+            time.sleep(0.02)
+            s_info = qs.cmd("query-migrate")
+        ram = s_info.get("ram", {})
+        rec.update({
+            "status": s_info.get("status"), "dst_status": d_info.get("status"),
+            "total_time_ms": s_info.get("total-time"), "downtime_ms": s_info.get("downtime"),
+            "iterations": ram.get("dirty-sync-count"), "ram_total": ram.get("total"),
+            "wire_bytes": wire, "src_cpu_s": round(sw.total() - s0, 2),
+            "dst_cpu_s": round(dw.total() - d0, 2),
+        })
+        time.sleep(a.after)  # heartbeats and a verify on the destination
+        qs.cmd("quit")
+        qd.cmd("quit")
+        rec.update(guest_check("%s/src.serial" % wd, "%s/dst.serial" % wd))
+    except Exception as e:
+        rec["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        for q in (qs, qd):
+            if q is not None:
+                q.close()
+        reap(src)
+        reap(dst)
+    return rec
+
+
+# ------------------------------------------------------------------ zmigrate
+def run_zmigrate(a, link, method, wd):
+    uri = "tcp:%s:%d" % (link.dst_host, link.port())
+    rec = {"tool": "zmigrate", "method": method, "status": "error"}
+    flags = ["--multifd-channels", str(a.channels), "--compression", method,
+             "--downtime-limit", "%dms" % a.downtime_limit, "--json", "--quiet"]
+    if method != "none":
+        flags += ["--compression-level", str(a.level)]
+    src = dst = None
+    try:
+        dst_out = open("%s/dst.serial" % wd, "wb")
+        dst = spawn(link.wrap("dst", [a.zmigrate, "vm", "--incoming", uri] + flags),
+                    "%s/dst.log" % wd, stdout=dst_out)
+        src_out = open("%s/src.serial" % wd, "wb")
+        src = spawn(link.wrap("src", [a.zmigrate, "vm", "--kernel", a.kernel,
+                                      "--ram", a.ram, "--vcpus", str(a.vcpus),
+                                      "--append", append_line(a),
+                                      "--migrate-to", uri, "--migrate-after", "1h"] + flags),
+                    "%s/src.log" % wd, stdout=src_out)
+        wait_for_line("%s/src.serial" % wd, "zmguest: filled", a.fill_timeout, [src, dst])
+        time.sleep(a.settle)
+        vcpu = re.compile(r"^vcpu\d+$")
+        sw, dw = CpuWatch(src.pid, vcpu), CpuWatch(dst.pid, vcpu)
+        sw.sample(), dw.sample()
+        s0, d0 = sw.total(), dw.total()
+        wire0 = link.counters()
+        src.send_signal(signal.SIGUSR2)
+        t0 = time.monotonic()
+        while src.poll() is None:
+            if time.monotonic() - t0 > a.run_timeout:
+                raise RuntimeError("no convergence after %d s" % a.run_timeout)
+            sw.sample(), dw.sample()
+            time.sleep(0.02)
+        dw.sample()
+        wire = sum(c - wire0[k] for k, c in link.counters().items())
+        src_out.close()
+        result = None
+        for line in reversed(read_lines("%s/src.serial" % wd) + read_lines("%s/src.log" % wd)):
+            if line.startswith("{"):
+                result = json.loads(line)
+                break
+        if result is None:
+            raise RuntimeError("source exited %s without a JSON result: %s" %
+                               (src.returncode, read_lines("%s/src.log" % wd)[-5:]))
+        ram = result.get("ram", {})
+        rec.update({
+            "status": result.get("status"), "total_time_ms": result.get("total-time"),
+            "downtime_ms": result.get("downtime"), "iterations": result.get("iterations"),
+            "ram_total": ram.get("total"), "wire_bytes": wire,
+            "src_cpu_s": round(sw.total() - s0, 2), "dst_cpu_s": round(dw.total() - d0, 2),
+        })
+        time.sleep(a.after)
+        rec.update(guest_check("%s/src.serial" % wd, "%s/dst.serial" % wd))
+    except Exception as e:
+        rec["error"] = "%s: %s" % (type(e).__name__, e)
+    finally:
+        reap(src)
+        reap(dst)
+    return rec
+
+
+# ------------------------------------------------------------------ summary
+def median(recs, key):
+    v = [r[key] for r in recs if r.get(key) is not None]
+    return statistics.median(v) if v else None
+
+
+def summary(recs):
+    rows = ["| link | method | tool | n | total ms | downtime ms | wire MB | send CPU s | "
+            "recv CPU s | heartbeat continuous | guest verify |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    ratios = ["", "| link | method | time zm/QEMU | downtime zm/QEMU | CPU zm/QEMU |",
+              "|---|---|---:|---:|---:|"]
+    keys = sorted({(r["link"], r["method"]) for r in recs})
+    for link, method in keys:
+        med = {}
+        for tool in ("zmigrate", "qemu"):
+            rs = [r for r in recs if (r["link"], r["method"], r["tool"]) == (link, method, tool)
+                  and r.get("status") == "completed" and r.get("total_time_ms")]
+            if not rs:
+                continue
+            m = {k: median(rs, k) for k in ("total_time_ms", "downtime_ms", "wire_bytes",
+                                            "src_cpu_s", "dst_cpu_s")}
+            med[tool] = m
+            rows.append("| %s | %s | %s | %d | %.0f | %.0f | %.1f | %.2f | %.2f | %s | %s |" % (
+                link, method, tool, len(rs), m["total_time_ms"], m["downtime_ms"],
+                m["wire_bytes"] / 1e6, m["src_cpu_s"], m["dst_cpu_s"],
+                "%d/%d" % (sum(bool(r.get("heartbeat_continuous")) for r in rs), len(rs)),
+                "%d/%d" % (sum(bool(r.get("dst_verify_ok")) for r in rs), len(rs))))
+        if len(med) == 2:
+            z, q = med["zmigrate"], med["qemu"]
+            ratios.append("| %s | %s | %.2f | %.2f | %.2f |" % (
+                link, method, z["total_time_ms"] / q["total_time_ms"],
+                z["downtime_ms"] / max(q["downtime_ms"], 1),
+                (z["src_cpu_s"] + z["dst_cpu_s"]) / max(q["src_cpu_s"] + q["dst_cpu_s"], 0.01)))
+    return "\n".join(rows + ratios)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zmigrate", default=os.path.join(TOP, "build/cli/zmigrate"))
+    ap.add_argument("--kernel", default=os.path.join(TOP, "build/vm/guest/zmguest.elf"))
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--qemu-script", default=os.path.join(
+        TOP, "..", "shared", "reference", "qemu-peer", "qemu_mig_bench.py"))
+    ap.add_argument("--ram", default="1G", help="guest RAM, QEMU syntax (default 1G)")
+    ap.add_argument("--vcpus", type=int, default=1)
+    ap.add_argument("--rate", default="100M",
+                    help="guest dirty rate, bytes/s, binary suffix (default 100M)")
+    ap.add_argument("--verify-every", type=int, default=2,
+                    help="guest verifies all regions every N heartbeats (default 2)")
+    ap.add_argument("--methods", default="none,zstd")
+    ap.add_argument("--level", type=int, default=1)
+    ap.add_argument("--channels", type=int, default=4)
+    ap.add_argument("--downtime-limit", type=int, default=300, help="ms (default 300)")
+    ap.add_argument("--link", default="loopback",
+                    help="loopback, or a rate for a veth link between two network "
+                         "namespaces shaped with tc tbf, e.g. 1gbit (root only)")
+    ap.add_argument("--tbf-burst", default="256kb", help="tbf burst (default 256kb)")
+    ap.add_argument("--tbf-latency", default="20ms", help="tbf latency (default 20ms)")
+    ap.add_argument("--tools", default="zmigrate,qemu")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--settle", type=float, default=2.0,
+                    help="seconds of steady writing after the fill, before migrating")
+    ap.add_argument("--after", type=float, default=3.0,
+                    help="seconds the destination runs after completion")
+    ap.add_argument("--prewarm", type=int, default=6, metavar="GIB",
+                    help="before each run, touch and free this much memory so that "
+                         "both tools start on memory the host has backed (default 6; "
+                         "0: off; see doc/performance.md)")
+    ap.add_argument("--fill-timeout", type=int, default=120)
+    ap.add_argument("--run-timeout", type=int, default=300)
+    ap.add_argument("--out", help="JSON lines, appended (required to run)")
+    ap.add_argument("--summarize", nargs="+", metavar="JSONL",
+                    help="print the summary of earlier runs and exit")
+    a = ap.parse_args()
+    if a.summarize:
+        recs = []
+        for path in a.summarize:
+            with open(path) as f:
+                recs += [json.loads(line) for line in f if line.strip()]
+        print(summary(recs))
+        return
+    if not a.out:
+        ap.error("--out is required")
+
+    for path, what in ((a.zmigrate, "zmigrate (build it: make)"),
+                       (a.kernel, "the guest ELF (build it: make)")):
+        if not os.path.exists(path):
+            sys.exit("vm_vs_qemu: %s not found: %s" % (what, path))
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        sys.exit("vm_vs_qemu: /dev/kvm is not usable")
+    net = load_module("vs_qemu", os.path.join(HERE, "vs_qemu.py"))
+    if a.link == "loopback":
+        link = net.Loopback()
+    elif os.geteuid() != 0:
+        sys.exit("vm_vs_qemu: --link needs root (network namespaces, veth, tc)")
+    else:
+        link = net.Link(a.link, a.tbf_burst, a.tbf_latency)
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
+    recs = []
+    link.up()
+    try:
+        with open(a.out, "a") as out:
+            for rep in range(1, a.reps + 1):
+                for method in a.methods.split(","):
+                    for tool in a.tools.split(","):
+                        wd = tempfile.mkdtemp(prefix="vmbench-")
+                        if a.prewarm:
+                            net.prewarm(a.prewarm << 30)
+                        log("rep %d %s %s %s" % (rep, link.name, tool, method))
+                        run = run_zmigrate if tool == "zmigrate" else run_qemu
+                        rec = run(a, link, method, wd)
+                        rec.update({"rep": rep, "link": link.name, "ram": a.ram,
+                                    "vcpus": a.vcpus, "rate": a.rate,
+                                    "channels": a.channels, "level": a.level,
+                                    "prewarm_gib": a.prewarm,
+                                    "loadavg": os.getloadavg()[0], "workdir": wd})
+                        out.write(json.dumps(rec) + "\n")
+                        out.flush()
+                        recs.append(rec)
+                        log("  %s" % json.dumps({k: rec.get(k) for k in (
+                            "status", "total_time_ms", "downtime_ms", "wire_bytes",
+                            "src_cpu_s", "dst_cpu_s", "heartbeat_continuous",
+                            "dst_verify_ok", "error")}))
+    finally:
+        link.down()
+    print(summary(recs))
+
+
+if __name__ == "__main__":
+    main()
