@@ -995,16 +995,15 @@ static int migrate(zm_source *src, const char *uri, double t0)
         double elapsed = zm_now() - start;
         pthread_mutex_lock(&src->stats_lock);
         /*
-         * The slower of this round and all rounds so far: a short round's
-         * first writes only fill socket buffers, which would overstate a
-         * link's speed (and understate the downtime).
+         * The link's speed: that of all rounds so far, or this round's when
+         * it is slower and long enough to say (a short round's overheads
+         * and buffer-filling first writes say little about the link).
          */
-        double bw =
-            (double)src->round_wire_bytes / (elapsed > 1e-6 ? elapsed : 1e-6);
         double all = zm_now() - t_rounds;
-        double bw_all =
-            (double)src->rounds_wire_bytes / (all > 1e-6 ? all : 1e-6);
-        bw = bw_all < bw ? bw_all : bw;
+        double bw = (double)src->rounds_wire_bytes / (all > 1e-6 ? all : 1e-6);
+        if (elapsed >= 0.1 && (double)src->round_wire_bytes / elapsed < bw) {
+            bw = (double)src->round_wire_bytes / elapsed;
+        }
         uint64_t payload = 0;
         for (int c = 0; c < ZM_CODEC_COUNT; c++) {
             payload += src->stats.payload_bytes[c];
@@ -1012,8 +1011,14 @@ static int migrate(zm_source *src, const char *uri, double t0)
         double ratio =
             payload ? (double)src->stats.normal_bytes / (double)payload : 1.0;
         double pending = (double)dirty * src->p.page_size;
-        double expected_ms =
+        /* What the link has yet to carry of this round goes first. */
+        double queued = (double)zm_conn_unsent(src->main);
+        for (unsigned i = 0; !src->file_mode && i < src->nchans; i++) {
+            queued += (double)zm_conn_unsent(src->chans[i].conn);
+        }
+        double pages_ms =
             pending / (ratio > 0 ? ratio : 1) / (bw > 1 ? bw : 1) * 1000;
+        double expected_ms = pages_ms + queued / (bw > 1 ? bw : 1) * 1000;
         src->stats.iterations = round + 1;
         src->stats.dirty_sync_count++;
         src->stats.remaining = (uint64_t)pending;
@@ -1023,12 +1028,12 @@ static int migrate(zm_source *src, const char *uri, double t0)
 
         /*
          * It fits.  But while the round just sent took a third longer than
-         * the expected downtime, one more round sends the rest live and
-         * leaves at most three quarters of it for the stop: worth it until
-         * the downtime is a tenth of the limit (or rounds run out).
+         * sending its dirty pages would, one more round sends them live and
+         * leaves at most three quarters as many for the stop: worth it until
+         * they take a tenth of the limit (or rounds run out).
          */
-        bool shrinking = expected_ms * 4 < elapsed * 1000 * 3 &&
-                         expected_ms * 10 > (double)src->p.downtime_limit_ms &&
+        bool shrinking = pages_ms * 4 < elapsed * 1000 * 3 &&
+                         pages_ms * 10 > (double)src->p.downtime_limit_ms &&
                          round + 2 < src->p.max_iterations;
         if (expected_ms <= (double)src->p.downtime_limit_ms && !shrinking) {
             double t_stop;

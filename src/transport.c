@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -114,6 +116,19 @@ static void socket_shutdown(zm_conn *conn)
     shutdown(conn->fd, SHUT_RDWR);
 }
 
+/* TCP: not yet acknowledged; UNIX: not yet read by the peer. */
+static size_t socket_unsent(zm_conn *conn)
+{
+    int n = 0;
+    return ioctl(conn->fd, SIOCOUTQ, &n) == 0 && n > 0 ? (size_t)n : 0;
+}
+
+static size_t file_unsent(zm_conn *conn)
+{
+    (void)conn; /* written is as good as delivered */
+    return 0;
+}
+
 static void file_shutdown(zm_conn *conn)
 {
     (void)conn; /* file I/O does not block indefinitely */
@@ -129,6 +144,7 @@ static const struct zm_conn_ops socket_ops = {
     .writev = socket_writev,
     .read = fd_read,
     .shutdown = socket_shutdown,
+    .unsent = socket_unsent,
     .close = fd_close,
 };
 
@@ -136,6 +152,7 @@ static const struct zm_conn_ops file_ops = {
     .writev = fd_writev,
     .read = fd_read,
     .shutdown = file_shutdown,
+    .unsent = file_unsent,
     .close = fd_close,
 };
 
@@ -318,6 +335,11 @@ void zm_conn_shutdown(zm_conn *conn)
     if (conn) {
         conn->ops->shutdown(conn);
     }
+}
+
+size_t zm_conn_unsent(zm_conn *conn)
+{
+    return conn ? conn->ops->unsent(conn) : 0;
 }
 
 void zm_conn_close(zm_conn *conn)

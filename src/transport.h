@@ -40,6 +40,8 @@ struct zm_conn_ops {
     ssize_t (*read)(zm_conn *conn, void *buf, size_t len);
     /* Makes blocked and later reads and writes fail (cancellation). */
     void (*shutdown)(zm_conn *conn);
+    /* Bytes written but not yet taken by the peer (0 if unknown). */
+    size_t (*unsent)(zm_conn *conn);
     void (*close)(zm_conn *conn);
 };
 
@@ -73,6 +75,11 @@ int zm_conn_write_all(zm_conn *conn, const struct iovec *iov, int iovcnt);
 int zm_conn_read_all(zm_conn *conn, void *buf, size_t len);
 
 void zm_conn_shutdown(zm_conn *conn);
+/*
+ * Bytes already written that still wait in this end's buffers: on a slow
+ * link, what the next write must queue behind.
+ */
+size_t zm_conn_unsent(zm_conn *conn);
 /* Closes and frees; accepts NULL. */
 void zm_conn_close(zm_conn *conn);
 
