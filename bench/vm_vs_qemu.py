@@ -249,6 +249,7 @@ def run_zmigrate(a, link, method, wd):
     rec = {"tool": "zmigrate", "method": method, "status": "error"}
     flags = ["--multifd-channels", str(a.channels), "--compression", method,
              "--downtime-limit", "%dms" % a.downtime_limit, "--json", "--quiet"]
+    flags += a.zm_flags.split()
     if method != "none":
         flags += ["--compression-level", str(a.level)]
     src = dst = None
@@ -362,6 +363,8 @@ def main():
     ap.add_argument("--link", default="loopback",
                     help="loopback, or a rate for a veth link between two network "
                          "namespaces shaped with tc tbf, e.g. 1gbit (root only)")
+    ap.add_argument("--zm-flags", default="", metavar="FLAGS",
+                    help="more flags for both zmigrate ends, e.g. '--batch-pages 512'")
     ap.add_argument("--tbf-burst", default="256kb", help="tbf burst (default 256kb)")
     ap.add_argument("--tbf-latency", default="20ms", help="tbf latency (default 20ms)")
     ap.add_argument("--tools", default="zmigrate,qemu")
@@ -420,7 +423,7 @@ def main():
                         rec.update({"rep": rep, "link": link.name, "ram": a.ram,
                                     "vcpus": a.vcpus, "rate": a.rate,
                                     "channels": a.channels, "level": a.level,
-                                    "prewarm_gib": a.prewarm,
+                                    "prewarm_gib": a.prewarm, "zm_flags": a.zm_flags,
                                     "loadavg": os.getloadavg()[0], "workdir": wd})
                         out.write(json.dumps(rec) + "\n")
                         out.flush()

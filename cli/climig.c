@@ -81,6 +81,10 @@ bool zm_migration_option(int c, const char *arg,
         mo->params.max_iterations =
             (unsigned)zm_parse_count_opt("--max-iterations", arg, 1, 1000000);
         return true;
+    case ZM_OPT_BATCH:
+        mo->params.batch_pages =
+            (uint32_t)zm_parse_count_opt("--batch-pages", arg, 1, 1024);
+        return true;
     case ZM_OPT_VERIFY:
     case ZM_OPT_NO_VERIFY:
         mo->params.verify = c == ZM_OPT_VERIFY;

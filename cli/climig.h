@@ -31,6 +31,7 @@ enum {
     ZM_OPT_BANDWIDTH,
     ZM_OPT_DOWNTIME,
     ZM_OPT_ITERATIONS,
+    ZM_OPT_BATCH,
     ZM_OPT_VERIFY,
     ZM_OPT_NO_VERIFY,
     ZM_OPT_JSON,
@@ -46,6 +47,7 @@ enum {
         { "max-bandwidth", required_argument, NULL, ZM_OPT_BANDWIDTH },   \
         { "downtime-limit", required_argument, NULL, ZM_OPT_DOWNTIME },   \
         { "max-iterations", required_argument, NULL, ZM_OPT_ITERATIONS }, \
+        { "batch-pages", required_argument, NULL, ZM_OPT_BATCH },         \
         { "verify", no_argument, NULL, ZM_OPT_VERIFY },                   \
         { "no-verify", no_argument, NULL, ZM_OPT_NO_VERIFY },             \
         { "json", no_argument, NULL, ZM_OPT_JSON },                       \
@@ -64,6 +66,8 @@ enum {
     "    --downtime-limit TIME    e.g. 300ms, 1s (default 300ms)\n"           \
     "    --max-iterations N       rounds before switching over anyway\n"      \
     "                             (default 30)\n"                             \
+    "    --batch-pages N          pages per packet, 1..1024 (default 128):\n" \
+    "                             larger batches compress a little better\n"  \
     "    --verify                 after completion both sides hash all RAM\n" \
     "                             and compare (--no-verify: don't)\n"
 
