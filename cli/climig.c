@@ -210,9 +210,14 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
             ret < 0 ? ": " : "", why);
     fprintf(out,
             "  RAM %s in %u rounds, %s on the wire (ratio %.2f), "
-            "%llu zero pages\n",
+            "%llu zero pages",
             total, st->iterations, wire, st->compression_ratio,
             (unsigned long long)st->duplicate);
+    if (st->skipped) {
+        fprintf(out, ", %llu written again and left to a later round",
+                (unsigned long long)st->skipped);
+    }
+    fputc('\n', out);
     fprintf(out,
             "  total %llu ms, downtime %llu ms%s, %.0f Mbit/s, "
             "%llu pages/s, CPU %.2f s\n",
