@@ -991,7 +991,7 @@ static int migrate(zm_source *src, const char *uri, double t0)
             return (int)dirty;
         }
 
-        /* Would the rest fit in the downtime at this round's speed? */
+        /* Would the rest fit in the downtime at the link's speed? */
         double elapsed = zm_now() - start;
         pthread_mutex_lock(&src->stats_lock);
         /*
