@@ -8,6 +8,7 @@
  * left to do (FILL done) stays parked for good, and a vCPU pacing itself
  * sleeps on the same condition variable, so that a stop wakes it at once.
  */
+#include "errbuf.h"
 #include "guest.h"
 
 #include "zmigrate.h"
@@ -98,19 +99,6 @@ struct work {
     unsigned char *dst;          /* ... into where */
     char msg[256];               /* the first failure's */
 };
-
-__attribute__((format(printf, 4, 5))) static int
-fail(char *err, size_t err_size, int code, const char *fmt, ...)
-{
-    if (err != NULL && err_size > 0) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static uint64_t now_ns(void)
 {
@@ -211,8 +199,8 @@ static int read_corpus(struct work *w, uint64_t off, uint64_t len, char *msg,
         int fd = open(c->paths[f], O_RDONLY | O_CLOEXEC);
 
         if (fd < 0) {
-            return fail(msg, msg_size, -errno, "cannot open '%s': %s",
-                        c->paths[f], strerror(errno));
+            return zm_errbuf(msg, msg_size, -errno, "cannot open '%s': %s",
+                             c->paths[f], strerror(errno));
         }
         while (done < n) {
             ssize_t r =
@@ -225,7 +213,7 @@ static int read_corpus(struct work *w, uint64_t off, uint64_t len, char *msg,
                 int ret = r < 0 ? -errno : -EIO;
 
                 close(fd);
-                return fail(
+                return zm_errbuf(
                     msg, msg_size, ret, "cannot read '%s': %s", c->paths[f],
                     r < 0 ? strerror(-ret) : "shorter than when it was listed");
             }
@@ -303,7 +291,7 @@ static int run_parallel(struct work *w, uint64_t begin, unsigned threads,
     }
     free(t);
     if (atomic_load(&w->error) < 0) {
-        return fail(err, err_size, atomic_load(&w->error), "%s", w->msg);
+        return zm_errbuf(err, err_size, atomic_load(&w->error), "%s", w->msg);
     }
     return 0;
 }
@@ -336,8 +324,8 @@ static int corpus_list(const char *dir, struct corpus *c, char *err,
 
     *c = (struct corpus){ 0 };
     if (d == NULL) {
-        return fail(err, err_size, -errno, "corpus directory '%s': %s", dir,
-                    strerror(errno));
+        return zm_errbuf(err, err_size, -errno, "corpus directory '%s': %s",
+                         dir, strerror(errno));
     }
     while ((e = readdir(d)) != NULL) {
         struct stat st;
@@ -365,8 +353,8 @@ static int corpus_list(const char *dir, struct corpus *c, char *err,
     }
     closedir(d);
     if (ret == 0 && c->count == 0) {
-        return fail(err, err_size, -ENOENT,
-                    "corpus directory '%s' holds no data files", dir);
+        return zm_errbuf(err, err_size, -ENOENT,
+                         "corpus directory '%s' holds no data files", dir);
     }
     if (ret == 0) {
         /* Same directory, so sorting paths sorts names. */
@@ -378,14 +366,14 @@ static int corpus_list(const char *dir, struct corpus *c, char *err,
         struct stat st;
 
         if (stat(c->paths[i], &st) != 0) {
-            ret = fail(err, err_size, -errno, "corpus file '%s': %s",
-                       c->paths[i], strerror(errno));
+            ret = zm_errbuf(err, err_size, -errno, "corpus file '%s': %s",
+                            c->paths[i], strerror(errno));
             break;
         }
         c->starts[i + 1] = c->starts[i] + (uint64_t)st.st_size;
     }
     if (ret == -ENOMEM) {
-        fail(err, err_size, ret, "out of memory listing '%s'", dir);
+        zm_errbuf(err, err_size, ret, "out of memory listing '%s'", dir);
     }
     if (ret < 0) {
         corpus_free(c);
@@ -413,8 +401,9 @@ static int corpus_load(zm_guest *g, const char *dir, char *err, size_t err_size)
         if (g->data_map == MAP_FAILED) {
             g->data_map = NULL;
             corpus_free(&c);
-            return fail(err, err_size, -ENOMEM,
-                        "cannot map %zu bytes for the corpus", g->data_size);
+            return zm_errbuf(err, err_size, -ENOMEM,
+                             "cannot map %zu bytes for the corpus",
+                             g->data_size);
         }
         w.dst = g->data_map;
     } else {
@@ -586,18 +575,19 @@ static int check_options(const struct zm_guest_options *o, char *err,
                          size_t err_size)
 {
     if (o->ram == 0 || o->ram % PAGE != 0) {
-        return fail(err, err_size, -EINVAL,
-                    "guest RAM must be a non-zero multiple of %u bytes "
-                    "(got %zu)",
-                    PAGE, o->ram);
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "guest RAM must be a non-zero multiple of %u bytes "
+                         "(got %zu)",
+                         PAGE, o->ram);
     }
     if (o->vcpus == 0 || o->vcpus > ZM_GUEST_MAX_VCPUS) {
-        return fail(err, err_size, -EINVAL, "vCPUs must be 1 to %u (got %u)",
-                    ZM_GUEST_MAX_VCPUS, o->vcpus);
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "vCPUs must be 1 to %u (got %u)", ZM_GUEST_MAX_VCPUS,
+                         o->vcpus);
     }
     if (zm_guest_workload_name((int)o->workload) == NULL) {
-        return fail(err, err_size, -EINVAL, "unknown workload %d",
-                    (int)o->workload);
+        return zm_errbuf(err, err_size, -EINVAL, "unknown workload %d",
+                         (int)o->workload);
     }
     return 0;
 }
@@ -611,7 +601,7 @@ int zm_guest_new(const struct zm_guest_options *opts, zm_guest **out, char *err,
     int ret;
 
     if (opts == NULL || out == NULL) {
-        return fail(err, err_size, -EINVAL, "invalid arguments");
+        return zm_errbuf(err, err_size, -EINVAL, "invalid arguments");
     }
     ret = check_options(opts, err, err_size);
     if (ret < 0) {
@@ -622,7 +612,7 @@ int zm_guest_new(const struct zm_guest_options *opts, zm_guest **out, char *err,
     if (g == NULL ||
         (g->vcpus = aligned_alloc(_Alignof(struct vcpu), vsize)) == NULL) {
         free(g);
-        return fail(err, err_size, -ENOMEM, "out of memory");
+        return zm_errbuf(err, err_size, -ENOMEM, "out of memory");
     }
     memset(g->vcpus, 0, vsize);
     g->opts = *opts;
@@ -650,8 +640,9 @@ int zm_guest_new(const struct zm_guest_options *opts, zm_guest **out, char *err,
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (g->ram == MAP_FAILED) {
         g->ram = NULL;
-        ret = fail(err, err_size, -ENOMEM, "cannot map %zu bytes of RAM: %s",
-                   g->size, strerror(errno));
+        ret =
+            zm_errbuf(err, err_size, -ENOMEM, "cannot map %zu bytes of RAM: %s",
+                      g->size, strerror(errno));
         goto out;
     }
     if (opts->corpus_dir != NULL) {

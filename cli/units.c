@@ -6,6 +6,7 @@
  * division, so "1.1G" is the nearest byte to 1.1 * 2^30 without floating
  * point and without 128-bit arithmetic.
  */
+#include "errbuf.h"
 #include "units.h"
 
 #include <errno.h>
@@ -28,19 +29,6 @@ struct number {
     uint64_t den;  /* ... over 10^k */
     bool nonzero;  /* some digit, kept or not, is not 0 */
 };
-
-__attribute__((format(printf, 4, 5))) static int
-fail(char *err, size_t err_size, int code, const char *fmt, ...)
-{
-    if (err != NULL && err_size > 0) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static bool is_digit(char c)
 {
@@ -146,11 +134,12 @@ static int out_of_range(char *err, size_t err_size, int code, const char *what,
                         const char *s, const char *max)
 {
     if (code == -EDOM) {
-        return fail(err, err_size, -ERANGE,
-                    "%s '" QUOTE "' is too small: it rounds to 0", what, s);
+        return zm_errbuf(err, err_size, -ERANGE,
+                         "%s '" QUOTE "' is too small: it rounds to 0", what,
+                         s);
     }
-    return fail(err, err_size, -ERANGE,
-                "%s '" QUOTE "' is too large (at most %s)", what, s, max);
+    return zm_errbuf(err, err_size, -ERANGE,
+                     "%s '" QUOTE "' is too large (at most %s)", what, s, max);
 }
 
 /* The binary multiple a prefix letter names, as a shift; -1 if none. */
@@ -186,16 +175,17 @@ static int bad_start(const char *s, const char *what, const char *example,
                      char *err, size_t err_size)
 {
     if (*s == '\0') {
-        return fail(err, err_size, -EINVAL, "empty %s: expected e.g. %s", what,
-                    example);
+        return zm_errbuf(err, err_size, -EINVAL, "empty %s: expected e.g. %s",
+                         what, example);
     }
     if (*s == '-') {
-        return fail(err, err_size, -EINVAL,
-                    "invalid %s '" QUOTE "': it cannot be negative", what, s);
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "invalid %s '" QUOTE "': it cannot be negative", what,
+                         s);
     }
-    return fail(err, err_size, -EINVAL,
-                "invalid %s '" QUOTE "': expected a number, e.g. %s", what, s,
-                example);
+    return zm_errbuf(err, err_size, -EINVAL,
+                     "invalid %s '" QUOTE "': expected a number, e.g. %s", what,
+                     s, example);
 }
 
 int zm_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
@@ -206,20 +196,21 @@ int zm_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out,
     int ret;
 
     if (s == NULL || out == NULL || min > max) {
-        return fail(err, err_size, -EINVAL, "invalid arguments");
+        return zm_errbuf(err, err_size, -EINVAL, "invalid arguments");
     }
     ret = parse_number(&p, &n);
     if (ret == -EINVAL || (ret == 0 && *p != '\0') || n.den != 1) {
         if (ret == -EINVAL) {
             return bad_start(s, "number", "8", err, err_size);
         }
-        return fail(err, err_size, -EINVAL,
-                    "invalid number '" QUOTE "': expected a whole number", s);
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "invalid number '" QUOTE "': expected a whole number",
+                         s);
     }
     if (ret == -ERANGE || n.whole < min || n.whole > max) {
-        return fail(err, err_size, -ERANGE,
-                    "number '" QUOTE "' is out of range (%llu to %llu)", s,
-                    (unsigned long long)min, (unsigned long long)max);
+        return zm_errbuf(err, err_size, -ERANGE,
+                         "number '" QUOTE "' is out of range (%llu to %llu)", s,
+                         (unsigned long long)min, (unsigned long long)max);
     }
     *out = n.whole;
     return 0;
@@ -235,7 +226,7 @@ int zm_parse_size(const char *s, uint64_t *out, char *err, size_t err_size)
     int ret;
 
     if (s == NULL || out == NULL) {
-        return fail(err, err_size, -EINVAL, "invalid arguments");
+        return zm_errbuf(err, err_size, -EINVAL, "invalid arguments");
     }
     ret = parse_number(&p, &n);
     if (ret == -EINVAL) {
@@ -254,22 +245,22 @@ int zm_parse_size(const char *s, uint64_t *out, char *err, size_t err_size)
             p++;
         }
         if (*p == 'b' || (shift > 0 && *p == 'i' && p[1] == 'b')) {
-            return fail(err, err_size, -EINVAL,
-                        "invalid size '" QUOTE "': 'b' means bits, "
-                        "sizes are in bytes ('B')",
-                        s);
+            return zm_errbuf(err, err_size, -EINVAL,
+                             "invalid size '" QUOTE "': 'b' means bits, "
+                             "sizes are in bytes ('B')",
+                             s);
         }
         if (*p != '\0') {
-            return fail(err, err_size, -EINVAL,
-                        "invalid size '" QUOTE "': unknown unit '" QUOTE
-                        "' (expected %s)",
-                        s, p, units);
+            return zm_errbuf(err, err_size, -EINVAL,
+                             "invalid size '" QUOTE "': unknown unit '" QUOTE
+                             "' (expected %s)",
+                             s, p, units);
         }
         if (shift == 0 && n.den != 1 && n.frac != 0) {
-            return fail(err, err_size, -EINVAL,
-                        "invalid size '" QUOTE "': a number of bytes "
-                        "must be whole",
-                        s);
+            return zm_errbuf(err, err_size, -EINVAL,
+                             "invalid size '" QUOTE "': a number of bytes "
+                             "must be whole",
+                             s);
         }
         ret = scale(&n, UINT64_C(1) << shift, &v);
     }
@@ -295,7 +286,7 @@ int zm_parse_rate(const char *s, uint64_t *out, char *err, size_t err_size)
     int ret;
 
     if (s == NULL || out == NULL) {
-        return fail(err, err_size, -EINVAL, "invalid arguments");
+        return zm_errbuf(err, err_size, -EINVAL, "invalid arguments");
     }
     if (strcasecmp(s, "unlimited") == 0 || strcasecmp(s, "max") == 0) {
         *out = ZM_RATE_UNLIMITED;
@@ -330,18 +321,18 @@ int zm_parse_rate(const char *s, uint64_t *out, char *err, size_t err_size)
     } else if (strcmp(unit, "bps") == 0 && !per_s) {
         bits = true;
     } else if (strcmp(unit, "b") == 0) {
-        return fail(err, err_size, -EINVAL,
-                    "invalid rate '" QUOTE "': 'b' is ambiguous, "
-                    "write 'B' for bytes or 'bit' for bits",
-                    s);
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "invalid rate '" QUOTE "': 'b' is ambiguous, "
+                         "write 'B' for bytes or 'bit' for bits",
+                         s);
     } else {
         goto bad_unit;
     }
     if (shift == 0 && !bits && n.frac != 0) {
-        return fail(err, err_size, -EINVAL,
-                    "invalid rate '" QUOTE "': a number of bytes per "
-                    "second must be whole",
-                    s);
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "invalid rate '" QUOTE "': a number of bytes per "
+                         "second must be whole",
+                         s);
     }
     ret = scale(&n, UINT64_C(1) << shift, &v);
     if (ret == 0 && bits) {
@@ -357,10 +348,10 @@ int zm_parse_rate(const char *s, uint64_t *out, char *err, size_t err_size)
     return 0;
 
 bad_unit:
-    return fail(err, err_size, -EINVAL,
-                "invalid rate '" QUOTE "': unknown unit '" QUOTE
-                "' (expected %s)",
-                s, p, units);
+    return zm_errbuf(err, err_size, -EINVAL,
+                     "invalid rate '" QUOTE "': unknown unit '" QUOTE
+                     "' (expected %s)",
+                     s, p, units);
 range:
     return out_of_range(err, err_size, ret, "rate", s, "16 EiB/s - 1 byte/s");
 }
@@ -384,7 +375,7 @@ int zm_parse_duration(const char *s, uint64_t default_unit, uint64_t *out,
     int ret;
 
     if (s == NULL || out == NULL || default_unit == 0) {
-        return fail(err, err_size, -EINVAL, "invalid arguments");
+        return zm_errbuf(err, err_size, -EINVAL, "invalid arguments");
     }
     ret = parse_number(&p, &n);
     if (ret == -EINVAL) {
@@ -401,10 +392,11 @@ int zm_parse_duration(const char *s, uint64_t default_unit, uint64_t *out,
             }
         }
         if (mult == 0) {
-            return fail(err, err_size, -EINVAL,
-                        "invalid duration '" QUOTE "': unknown unit '" QUOTE
-                        "' (expected ns, us, ms, s, min or h)",
-                        s, p);
+            return zm_errbuf(err, err_size, -EINVAL,
+                             "invalid duration '" QUOTE
+                             "': unknown unit '" QUOTE
+                             "' (expected ns, us, ms, s, min or h)",
+                             s, p);
         }
         ret = scale(&n, mult, &v);
     }
