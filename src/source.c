@@ -81,6 +81,7 @@ struct zm_source {
     pthread_mutex_t stats_lock;
     struct zm_stats stats;
     uint64_t round_wire_bytes;  /* under stats_lock */
+    uint64_t round_pages;       /* sent this round, under stats_lock */
     uint64_t rounds_wire_bytes; /* since round 0 began, under stats_lock */
     atomic_bool cancelled;
     bool stopped; /* the guest is stopped by us */
@@ -496,6 +497,7 @@ static void *channel_thread(void *arg)
             pthread_mutex_lock(&src->stats_lock);
             src->stats.duplicate += info.zero_pages;
             src->stats.normal += info.pages - info.zero_pages;
+            src->round_pages += info.pages;
             src->stats.normal_bytes += info.data_size;
             src->stats.remaining -=
                 (uint64_t)info.pages * src->p.page_size <= src->stats.remaining
@@ -958,6 +960,7 @@ static int migrate(zm_source *src, const char *uri, double t0)
         double start = zm_now();
         pthread_mutex_lock(&src->stats_lock);
         src->round_wire_bytes = 0;
+        src->round_pages = 0;
         pthread_mutex_unlock(&src->stats_lock);
 
         bool last = round + 1 >= src->p.max_iterations;
@@ -1004,20 +1007,31 @@ static int migrate(zm_source *src, const char *uri, double t0)
         if (elapsed >= 0.1 && (double)src->round_wire_bytes / elapsed < bw) {
             bw = (double)src->round_wire_bytes / elapsed;
         }
-        uint64_t payload = 0;
-        for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-            payload += src->stats.payload_bytes[c];
+        /*
+         * Wire bytes per dirty page.  A later round sent dirty pages only,
+         * zero ones among them, so its own figure says it best; round 0 sent
+         * all of RAM, whose zero pages say nothing of the dirty ones: count
+         * every dirty page as a normal page then.
+         */
+        double per_page;
+        if (round > 0 && src->round_pages >= 64) {
+            per_page = (double)src->round_wire_bytes / (double)src->round_pages;
+        } else {
+            uint64_t payload = 0;
+            for (int c = 0; c < ZM_CODEC_COUNT; c++) {
+                payload += src->stats.payload_bytes[c];
+            }
+            per_page = payload ? (double)src->p.page_size * (double)payload /
+                                     (double)src->stats.normal_bytes
+                               : (double)src->p.page_size;
         }
-        double ratio =
-            payload ? (double)src->stats.normal_bytes / (double)payload : 1.0;
         double pending = (double)dirty * src->p.page_size;
         /* What the link has yet to carry of this round goes first. */
         double queued = (double)zm_conn_unsent(src->main);
         for (unsigned i = 0; !src->file_mode && i < src->nchans; i++) {
             queued += (double)zm_conn_unsent(src->chans[i].conn);
         }
-        double pages_ms =
-            pending / (ratio > 0 ? ratio : 1) / (bw > 1 ? bw : 1) * 1000;
+        double pages_ms = (double)dirty * per_page / (bw > 1 ? bw : 1) * 1000;
         double expected_ms = pages_ms + queued / (bw > 1 ? bw : 1) * 1000;
         src->stats.iterations = round + 1;
         src->stats.dirty_sync_count++;
@@ -1027,12 +1041,14 @@ static int migrate(zm_source *src, const char *uri, double t0)
         pthread_mutex_unlock(&src->stats_lock);
 
         /*
-         * It fits.  But while the round just sent took a third longer than
+         * It fits.  But while the round just sent took twice as long as
          * sending its dirty pages would, one more round sends them live and
-         * leaves at most three quarters as many for the stop: worth it until
-         * they take a tenth of the limit (or rounds run out).
+         * leaves at most half as many for the stop: worth it until they take
+         * a tenth of the limit (or rounds run out).  Where rounds shrink
+         * more slowly, as when the guest writes near the link's speed, each
+         * more round would cost more time than it saves downtime.
          */
-        bool shrinking = pages_ms * 4 < elapsed * 1000 * 3 &&
+        bool shrinking = pages_ms * 2 < elapsed * 1000 &&
                          pages_ms * 10 > (double)src->p.downtime_limit_ms &&
                          round + 2 < src->p.max_iterations;
         if (expected_ms <= (double)src->p.downtime_limit_ms && !shrinking) {

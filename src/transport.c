@@ -183,6 +183,15 @@ static void tune_socket(int fd, int family)
         /* Packets are written whole; waiting to coalesce only adds delay
          * to the small control messages. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /*
+         * What the kernel holds unsent must go before the stop's last
+         * pages: capping it keeps the downtime short, while the data in
+         * flight keeps the link busy.  On a 1 Gbit/s link this cut the
+         * queue from ~10 MB to ~1 MB and the downtime by a third, at the
+         * same throughput (doc/performance.md).
+         */
+        int lowat = 1 << 20;
+        setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
     }
 }
 
