@@ -1041,14 +1041,12 @@ static int migrate(zm_source *src, const char *uri, double t0)
         pthread_mutex_unlock(&src->stats_lock);
 
         /*
-         * It fits.  But while the round just sent took twice as long as
+         * It fits.  But while the round just sent took a third longer than
          * sending its dirty pages would, one more round sends them live and
-         * leaves at most half as many for the stop: worth it until they take
-         * a tenth of the limit (or rounds run out).  Where rounds shrink
-         * more slowly, as when the guest writes near the link's speed, each
-         * more round would cost more time than it saves downtime.
+         * leaves at most three quarters as many for the stop: worth it until
+         * they take a tenth of the limit (or rounds run out).
          */
-        bool shrinking = pages_ms * 2 < elapsed * 1000 &&
+        bool shrinking = pages_ms * 4 < elapsed * 1000 * 3 &&
                          pages_ms * 10 > (double)src->p.downtime_limit_ms &&
                          round + 2 < src->p.max_iterations;
         if (expected_ms <= (double)src->p.downtime_limit_ms && !shrinking) {
