@@ -3,9 +3,11 @@
  *
  * The packet is untrusted: every count, size, index and id is checked
  * against the header, the packet's length and the registered memory before
- * it is used.  Raw payloads are verified before any page is written;
- * compressed ones decompress straight into place when their pages are
- * consecutive (the common case) and are verified right after.
+ * it is used.  zm_decode() verifies a raw payload before any page is
+ * written; a channel reads raw payloads straight into the pages instead
+ * (zm_decode_raw_begin/end) and verifies them there.  Compressed ones
+ * decompress straight into place when their pages are consecutive (the
+ * common case) and are verified right after.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -137,48 +139,56 @@ static void clear_page(unsigned char *page, size_t size)
     }
 }
 
-ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
-                     struct zm_packet_info *info)
+/*
+ * Checks a packet's header and index table, the first head_len bytes of a
+ * packet of len bytes, against its length and the registered memory.
+ */
+static int check_head(const zm_decoder *dec, const unsigned char *p,
+                      size_t head_len, size_t len, struct zm_packet_header *h,
+                      bool *consecutive)
 {
-    const unsigned char *p = packet;
-    struct zm_packet_header h = { 0 };
-    int ret = zm_packet_parse_header(packet, len, &h);
+    int ret = zm_packet_parse_header(p, head_len, h);
 
     if (ret < 0) {
         return ret;
     }
-    uint64_t size = zm_packet_size(&h);
+    uint64_t size = zm_packet_size(h);
     if (len != size) {
         return zm_error(-EBADMSG,
                         "packet: %zu bytes, the header describes "
                         "%llu",
                         len, (unsigned long long)size);
     }
-    if (h.page_shift != dec->page_shift) {
+    if (h->page_shift != dec->page_shift) {
         return zm_error(-EPROTO, "packet: page size %u, expected %u",
-                        1u << h.page_shift, dec->page_size);
+                        1u << h->page_shift, dec->page_size);
     }
-    uint32_t pages = h.normal_count + h.zero_count;
+    uint32_t pages = h->normal_count + h->zero_count;
     if (pages > dec->max_pages) {
         return zm_error(-EMSGSIZE,
                         "packet: %u pages, more than the "
                         "accepted %u",
                         pages, dec->max_pages);
     }
-    if (!(dec->codecs & (1u << h.codec))) {
+    if (head_len < ZM_PACKET_HEADER_SIZE + 4 * (size_t)pages) {
+        return zm_error(-EINVAL,
+                        "packet: %zu bytes of header and table, %zu "
+                        "needed",
+                        head_len, ZM_PACKET_HEADER_SIZE + 4 * (size_t)pages);
+    }
+    if (!(dec->codecs & (1u << h->codec))) {
         return zm_error(-EPROTO, "packet: codec %s was not negotiated",
-                        zm_codec_name(h.codec));
+                        zm_codec_name(h->codec));
     }
-    if (h.region >= dec->region_count) {
+    if (h->region >= dec->region_count) {
         return zm_error(-ERANGE, "packet: region %u, only %u registered",
-                        h.region, dec->region_count);
+                        h->region, dec->region_count);
     }
-    const struct zm_region_map *region = &dec->regions[h.region];
-    uint64_t region_pages = region->size >> dec->page_shift;
+    uint64_t region_pages = dec->regions[h->region].size >> dec->page_shift;
     const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
-    bool consecutive = true;
-    uint32_t first = h.normal_count ? zm_get_le32(table) : 0;
+    uint32_t first = h->normal_count ? zm_get_le32(table) : 0;
 
+    *consecutive = true;
     for (uint32_t i = 0; i < pages; i++) {
         uint32_t index = zm_get_le32(table + 4 * i);
 
@@ -186,13 +196,70 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
             return zm_error(-ERANGE,
                             "packet: page %u of region %u is "
                             "beyond its %llu pages",
-                            index, h.region, (unsigned long long)region_pages);
+                            index, h->region, (unsigned long long)region_pages);
         }
         /* In 64 bits: [2^32 - 1, 0] must not pass for consecutive. */
-        if (i < h.normal_count && (uint64_t)index != (uint64_t)first + i) {
-            consecutive = false;
+        if (i < h->normal_count && (uint64_t)index != (uint64_t)first + i) {
+            *consecutive = false;
         }
     }
+    return 0;
+}
+
+/* Clears the packet's zero pages and fills in info. */
+static void finish(const zm_decoder *dec, const unsigned char *p,
+                   const struct zm_packet_header *h,
+                   struct zm_packet_info *info)
+{
+    unsigned char *base = dec->regions[h->region].base;
+    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
+    uint32_t pages = h->normal_count + h->zero_count;
+
+    for (uint32_t i = h->normal_count; i < pages; i++) {
+        size_t index = zm_get_le32(table + 4 * i);
+        clear_page(base + (index << dec->page_shift), dec->page_size);
+    }
+    if (info) {
+        *info = (struct zm_packet_info){
+            .size = (uint32_t)zm_packet_size(h),
+            .region = h->region,
+            .page_size = dec->page_size,
+            .pages = pages,
+            .zero_pages = h->zero_count,
+            .data_size = h->normal_count << dec->page_shift,
+            .payload_size = h->payload_size,
+            .codec = h->codec,
+            .level = h->level,
+            .raw = h->flags & ZM_PKT_RAW,
+        };
+    }
+}
+
+static int checksum_mismatch(const struct zm_packet_header *h,
+                             const unsigned char *table)
+{
+    uint32_t pages = h->normal_count + h->zero_count;
+    return zm_error(-EBADMSG,
+                    "packet: checksum mismatch (region %u, "
+                    "%u pages from page %u)",
+                    h->region, pages, pages ? zm_get_le32(table) : 0);
+}
+
+ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
+                     struct zm_packet_info *info)
+{
+    const unsigned char *p = packet;
+    struct zm_packet_header h = { 0 };
+    bool consecutive;
+    int ret = check_head(dec, p, len, len, &h, &consecutive);
+
+    if (ret < 0) {
+        return ret;
+    }
+    const struct zm_region_map *region = &dec->regions[h.region];
+    uint32_t pages = h.normal_count + h.zero_count;
+    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
+    uint32_t first = h.normal_count ? zm_get_le32(table) : 0;
 
     unsigned char *base = region->base;
     const unsigned char *payload = table + 4 * (size_t)pages;
@@ -226,10 +293,7 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
     }
     data_hash = zm_hash64(data, data_size, 0);
     if (zm_packet_checksum(p, pages, data_hash) != h.checksum) {
-        return zm_error(-EBADMSG,
-                        "packet: checksum mismatch (region %u, "
-                        "%u pages from page %u)",
-                        h.region, pages, pages ? zm_get_le32(table) : 0);
+        return checksum_mismatch(&h, table);
     }
 
     /* Verified; now commit what is not in place yet. */
@@ -240,24 +304,64 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
                    data + ((size_t)i << dec->page_shift), dec->page_size);
         }
     }
-    for (uint32_t i = h.normal_count; i < pages; i++) {
-        size_t index = zm_get_le32(table + 4 * i);
-        clear_page(base + (index << dec->page_shift), dec->page_size);
-    }
+    finish(dec, p, &h, info);
+    return 0;
+}
 
-    if (info) {
-        *info = (struct zm_packet_info){
-            .size = (uint32_t)size,
-            .region = h.region,
-            .page_size = dec->page_size,
-            .pages = pages,
-            .zero_pages = h.zero_count,
-            .data_size = (uint32_t)data_size,
-            .payload_size = h.payload_size,
-            .codec = h.codec,
-            .level = h.level,
-            .raw = h.flags & ZM_PKT_RAW,
-        };
+int zm_decode_raw_begin(zm_decoder *dec, const void *head, size_t head_len,
+                        size_t len, struct iovec *iov, int *iovcnt)
+{
+    const unsigned char *p = head;
+    struct zm_packet_header h = { 0 };
+    bool consecutive;
+    int ret = check_head(dec, p, head_len, len, &h, &consecutive);
+
+    if (ret < 0) {
+        return ret;
     }
+    if (!(h.flags & ZM_PKT_RAW)) {
+        return zm_error(-EINVAL, "packet: not raw");
+    }
+    unsigned char *base = dec->regions[h.region].base;
+    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
+    int n = 0;
+
+    for (uint32_t i = 0; i < h.normal_count; i++) {
+        unsigned char *page =
+            base + ((size_t)zm_get_le32(table + 4 * i) << dec->page_shift);
+        if (n > 0 &&
+            (unsigned char *)iov[n - 1].iov_base + iov[n - 1].iov_len == page) {
+            iov[n - 1].iov_len += dec->page_size;
+        } else {
+            iov[n++] = (struct iovec){ page, dec->page_size };
+        }
+    }
+    *iovcnt = n;
+    return 0;
+}
+
+int zm_decode_raw_end(zm_decoder *dec, const void *head,
+                      struct zm_packet_info *info)
+{
+    const unsigned char *p = head;
+    struct zm_packet_header h = { 0 };
+    zm_hash_state state;
+
+    /* Checked by zm_decode_raw_begin(): only the fields are needed. */
+    (void)zm_packet_parse_header(p, ZM_PACKET_HEADER_SIZE, &h);
+    unsigned char *base = dec->regions[h.region].base;
+    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
+
+    zm_hash_reset(&state, 0);
+    for (uint32_t i = 0; i < h.normal_count; i++) {
+        size_t index = zm_get_le32(table + 4 * i);
+        zm_hash_update(&state, base + (index << dec->page_shift),
+                       dec->page_size);
+    }
+    if (zm_packet_checksum(p, h.normal_count + h.zero_count,
+                           zm_hash_digest(&state)) != h.checksum) {
+        return checksum_mismatch(&h, table);
+    }
+    finish(dec, p, &h, info);
     return 0;
 }

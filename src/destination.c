@@ -16,6 +16,7 @@
 
 #include "endian_util.h"
 #include "error.h"
+#include "packet.h"
 #include "session.h"
 
 struct dst_region {
@@ -32,6 +33,7 @@ struct dst_channel {
     zm_decoder *dec;
     unsigned char *packet;
     size_t cap;
+    struct iovec *iov; /* where a raw payload goes, hello.max_pages */
     pthread_t thread;
     bool started;
     uint64_t pages;
@@ -218,22 +220,76 @@ static int barrier(zm_dest *dst)
     return ret;
 }
 
-/* Applies one PACKET frame body of len bytes read from conn. */
-static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
+static int read_error(struct dst_channel *ch, int ret)
 {
-    struct zm_packet_info info;
-    int ret = zm_conn_read_all(ch->conn, ch->packet, len);
-
     if (ret == -ENODATA || ret == -ECONNRESET) {
         return zm_error(-ECONNRESET,
                         "channel %u: the stream ends inside a packet",
                         ch->index);
     }
-    if (ret < 0) {
-        return zm_error(ret, "channel %u: %s", ch->index, zm_strerror(ret));
+    return zm_error(ret, "channel %u: %s", ch->index, zm_strerror(ret));
+}
+
+/*
+ * Reads a packet of len bytes whose header is in ch->packet and applies
+ * it.  A raw one's payload goes from the stream straight into its pages;
+ * any other is read whole and decoded.
+ */
+static int read_packet(struct dst_channel *ch, uint32_t len,
+                       struct zm_packet_info *info)
+{
+    struct zm_packet_header h;
+    int ret;
+
+    if (len >= ZM_PACKET_HEADER_SIZE &&
+        zm_packet_parse_header(ch->packet, ZM_PACKET_HEADER_SIZE, &h) == 0 &&
+        h.flags & ZM_PKT_RAW && h.normal_count > 0) {
+        size_t head =
+            ZM_PACKET_HEADER_SIZE + 4 * ((size_t)h.normal_count + h.zero_count);
+        int iovcnt;
+        if (head > len) {
+            head = len; /* zm_decode_raw_begin() says what is wrong */
+        }
+        if ((ret =
+                 zm_conn_read_all(ch->conn, ch->packet + ZM_PACKET_HEADER_SIZE,
+                                  head - ZM_PACKET_HEADER_SIZE)) < 0) {
+            return read_error(ch, ret);
+        }
+        if ((ret = zm_decode_raw_begin(ch->dec, ch->packet, head, len, ch->iov,
+                                       &iovcnt)) < 0) {
+            return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+        }
+        if ((ret = zm_conn_readv_all(ch->conn, ch->iov, iovcnt)) < 0) {
+            return read_error(ch, ret);
+        }
+        if ((ret = zm_decode_raw_end(ch->dec, ch->packet, info)) < 0) {
+            return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+        }
+        return 0;
     }
-    if ((ret = zm_decode(ch->dec, ch->packet, len, &info)) < 0) {
+    if (len > ZM_PACKET_HEADER_SIZE &&
+        (ret = zm_conn_read_all(ch->conn, ch->packet + ZM_PACKET_HEADER_SIZE,
+                                len - ZM_PACKET_HEADER_SIZE)) < 0) {
+        return read_error(ch, ret);
+    }
+    if ((ret = zm_decode(ch->dec, ch->packet, len, info)) < 0) {
         return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+    }
+    return 0;
+}
+
+/* Applies one PACKET frame body of len bytes read from conn. */
+static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
+{
+    struct zm_packet_info info;
+    size_t first = len < ZM_PACKET_HEADER_SIZE ? len : ZM_PACKET_HEADER_SIZE;
+    int ret = zm_conn_read_all(ch->conn, ch->packet, first);
+
+    if (ret < 0) {
+        return read_error(ch, ret);
+    }
+    if ((ret = read_packet(ch, len, &info)) < 0) {
+        return ret;
     }
     ch->pages += info.pages;
     pthread_mutex_lock(&dst->stats_lock);
@@ -384,7 +440,8 @@ static int make_channels(zm_dest *dst)
         ch->cap = ZM_PACKET_HEADER_SIZE + 4 * (size_t)dst->hello.max_pages +
                   (size_t)dst->hello.max_pages * dst->hello.page_size;
         ch->packet = malloc(ch->cap);
-        if (!ch->packet) {
+        ch->iov = calloc(dst->hello.max_pages, sizeof(*ch->iov));
+        if (!ch->packet || !ch->iov) {
             return zm_error(-ENOMEM, "out of memory");
         }
     }
@@ -736,6 +793,7 @@ ZM_API int zm_dest_run(zm_dest *dst)
         }
         zm_decoder_free(ch->dec);
         free(ch->packet);
+        free(ch->iov);
     }
     free(dst->chans);
     dst->chans = NULL;

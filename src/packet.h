@@ -24,6 +24,7 @@
 #define ZM_PACKET_H
 
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "hash.h"
 #include "zmigrate.h"
@@ -76,5 +77,22 @@ static inline uint64_t zm_packet_size(const struct zm_packet_header *h)
  */
 uint64_t zm_packet_checksum(const void *packet, uint32_t table_entries,
                             uint64_t data_hash);
+
+/*
+ * A raw packet's payload can go straight from the stream into the pages,
+ * without a copy through a buffer.  zm_decode_raw_begin() checks a RAW
+ * packet of len bytes from its first head_len bytes (header and index
+ * table, as zm_packet_size() counts them), exactly as zm_decode() would,
+ * and fills iov (room for dec's max_pages entries) with where the payload
+ * goes: one entry per run of consecutive pages.  The caller reads the
+ * payload into iov, then zm_decode_raw_end() checks the checksum over the
+ * pages in place and clears the zero pages.  Unlike zm_decode(), the
+ * normal pages are written before the check: a packet refused at the end
+ * has written the pages its table names, and no others.
+ */
+int zm_decode_raw_begin(zm_decoder *dec, const void *head, size_t head_len,
+                        size_t len, struct iovec *iov, int *iovcnt);
+int zm_decode_raw_end(zm_decoder *dec, const void *head,
+                      struct zm_packet_info *info);
 
 #endif /* ZM_PACKET_H */

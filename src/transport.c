@@ -105,9 +105,9 @@ static ssize_t socket_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
     return n < 0 ? -errno : n;
 }
 
-static ssize_t fd_read(zm_conn *conn, void *buf, size_t len)
+static ssize_t fd_readv(zm_conn *conn, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = read(conn->fd, buf, len);
+    ssize_t n = readv(conn->fd, iov, iovcnt);
     return n < 0 ? -errno : n;
 }
 
@@ -142,7 +142,7 @@ static void fd_close(zm_conn *conn)
 
 static const struct zm_conn_ops socket_ops = {
     .writev = socket_writev,
-    .read = fd_read,
+    .readv = fd_readv,
     .shutdown = socket_shutdown,
     .unsent = socket_unsent,
     .close = fd_close,
@@ -150,7 +150,7 @@ static const struct zm_conn_ops socket_ops = {
 
 static const struct zm_conn_ops file_ops = {
     .writev = fd_writev,
-    .read = fd_read,
+    .readv = fd_readv,
     .shutdown = file_shutdown,
     .unsent = file_unsent,
     .close = fd_close,
@@ -319,12 +319,16 @@ int zm_conn_write_all(zm_conn *conn, const struct iovec *iov, int iovcnt)
     return 0;
 }
 
-int zm_conn_read_all(zm_conn *conn, void *buf, size_t len)
+int zm_conn_readv_all(zm_conn *conn, struct iovec *iov, int iovcnt)
 {
-    size_t got = 0;
+    bool started = false;
 
-    while (got < len) {
-        ssize_t n = conn->ops->read(conn, (char *)buf + got, len - got);
+    while (iovcnt > 0 && iov->iov_len == 0) {
+        iov++;
+        iovcnt--;
+    }
+    while (iovcnt > 0) {
+        ssize_t n = conn->ops->readv(conn, iov, iovcnt);
         if (n == -EINTR) {
             continue;
         }
@@ -332,11 +336,26 @@ int zm_conn_read_all(zm_conn *conn, void *buf, size_t len)
             return (int)n;
         }
         if (n == 0) {
-            return got == 0 ? -ENODATA : -ECONNRESET;
+            return started ? -ECONNRESET : -ENODATA;
         }
-        got += (size_t)n;
+        started = true;
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= (ssize_t)iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + n;
+            iov->iov_len -= (size_t)n;
+        }
     }
     return 0;
+}
+
+int zm_conn_read_all(zm_conn *conn, void *buf, size_t len)
+{
+    struct iovec iov = { buf, len };
+    return zm_conn_readv_all(conn, &iov, 1);
 }
 
 void zm_conn_shutdown(zm_conn *conn)

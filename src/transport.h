@@ -36,8 +36,8 @@ typedef struct zm_conn zm_conn;
 struct zm_conn_ops {
     /* Writes some of iov; returns bytes written or a negative errno. */
     ssize_t (*writev)(zm_conn *conn, const struct iovec *iov, int iovcnt);
-    /* Reads up to len bytes; 0 at end of stream, or a negative errno. */
-    ssize_t (*read)(zm_conn *conn, void *buf, size_t len);
+    /* Reads into iov, some of it; 0 at end of stream, or a negative errno. */
+    ssize_t (*readv)(zm_conn *conn, const struct iovec *iov, int iovcnt);
     /* Makes blocked and later reads and writes fail (cancellation). */
     void (*shutdown)(zm_conn *conn);
     /* Bytes written but not yet taken by the peer (0 if unknown). */
@@ -73,6 +73,12 @@ int zm_conn_write_all(zm_conn *conn, const struct iovec *iov, int iovcnt);
  * middle, or another negative errno.
  */
 int zm_conn_read_all(zm_conn *conn, void *buf, size_t len);
+
+/*
+ * Fills all of iov (iovcnt <= IOV_MAX buffers), as zm_conn_read_all()
+ * fills one; the entries are used up as they fill, so iov is left changed.
+ */
+int zm_conn_readv_all(zm_conn *conn, struct iovec *iov, int iovcnt);
 
 void zm_conn_shutdown(zm_conn *conn);
 /*
