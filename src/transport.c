@@ -287,6 +287,23 @@ int zm_conn_open_file(const struct zm_uri *uri, zm_conn **out)
     return conn_new(fd, &file_ops, out);
 }
 
+/* Drops n transferred bytes from the front of iov, and empty entries. */
+static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+    struct iovec *v = *iov;
+
+    while (*iovcnt > 0 && n >= v->iov_len) {
+        n -= v->iov_len;
+        v++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0) {
+        v->iov_base = (char *)v->iov_base + n;
+        v->iov_len -= n;
+    }
+    *iov = v;
+}
+
 int zm_conn_write_all(zm_conn *conn, const struct iovec *iov, int iovcnt)
 {
     struct iovec local[ZM_CONN_MAX_IOV];
@@ -306,15 +323,7 @@ int zm_conn_write_all(zm_conn *conn, const struct iovec *iov, int iovcnt)
         if (n < 0) {
             return (int)n;
         }
-        while (iovcnt > 0 && (size_t)n >= v->iov_len) {
-            n -= (ssize_t)v->iov_len;
-            v++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            v->iov_base = (char *)v->iov_base + n;
-            v->iov_len -= (size_t)n;
-        }
+        iov_advance(&v, &iovcnt, (size_t)n);
     }
     return 0;
 }
@@ -323,10 +332,7 @@ int zm_conn_readv_all(zm_conn *conn, struct iovec *iov, int iovcnt)
 {
     bool started = false;
 
-    while (iovcnt > 0 && iov->iov_len == 0) {
-        iov++;
-        iovcnt--;
-    }
+    iov_advance(&iov, &iovcnt, 0);
     while (iovcnt > 0) {
         ssize_t n = conn->ops->readv(conn, iov, iovcnt);
         if (n == -EINTR) {
@@ -339,15 +345,7 @@ int zm_conn_readv_all(zm_conn *conn, struct iovec *iov, int iovcnt)
             return started ? -ECONNRESET : -ENODATA;
         }
         started = true;
-        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
+        iov_advance(&iov, &iovcnt, (size_t)n);
     }
     return 0;
 }
