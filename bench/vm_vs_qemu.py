@@ -334,12 +334,24 @@ def median(recs, key):
     return statistics.median(v) if v else None
 
 
+def rep_pairs(recs, link, method):
+    """(zmigrate, QEMU) records of the same repetition, both completed."""
+    by = {}
+    for r in recs:
+        if (r["link"], r["method"]) == (link, method) and \
+                r.get("status") == "completed" and r.get("total_time_ms"):
+            by.setdefault((r.get("series"), r["rep"]), {})[r["tool"]] = r
+    return [(p["zmigrate"], p["qemu"]) for _, p in sorted(by.items(), key=lambda kv: str(kv[0]))
+            if "zmigrate" in p and "qemu" in p]
+
+
 def summary(recs):
     rows = ["| link | method | tool | n | total ms | downtime ms | wire MB | send CPU s | "
             "recv CPU s | heartbeat continuous | guest verify |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    ratios = ["", "| link | method | time zm/QEMU | downtime zm/QEMU | CPU zm/QEMU |",
-              "|---|---|---:|---:|---:|"]
+    ratios = ["", "| link | method | time zm/QEMU | per repetition | downtime zm/QEMU | "
+              "per repetition | CPU zm/QEMU |",
+              "|---|---|---:|---|---:|---|---:|"]
     keys = sorted({(r["link"], r["method"]) for r in recs})
     for link, method in keys:
         med = {}
@@ -358,9 +370,14 @@ def summary(recs):
                 "%d/%d" % (sum(bool(r.get("dst_verify_ok")) for r in rs), len(rs))))
         if len(med) == 2:
             z, q = med["zmigrate"], med["qemu"]
-            ratios.append("| %s | %s | %.2f | %.2f | %.2f |" % (
+            pairs = rep_pairs(recs, link, method)
+            ratios.append("| %s | %s | %.2f | %s | %.2f | %s | %.2f |" % (
                 link, method, z["total_time_ms"] / q["total_time_ms"],
+                ", ".join("%.2f" % (a["total_time_ms"] / b["total_time_ms"])
+                          for a, b in pairs),
                 z["downtime_ms"] / max(q["downtime_ms"], 1),
+                ", ".join("%.2f" % (a["downtime_ms"] / max(b["downtime_ms"], 1))
+                          for a, b in pairs),
                 (z["src_cpu_s"] + z["dst_cpu_s"]) / max(q["src_cpu_s"] + q["dst_cpu_s"], 0.01)))
     return "\n".join(rows + ratios)
 
@@ -414,7 +431,7 @@ def main():
         recs = []
         for path in a.summarize:
             with open(path) as f:
-                recs += [json.loads(line) for line in f if line.strip()]
+                recs += [dict(json.loads(line), series=path) for line in f if line.strip()]
         print(summary(recs))
         return
     if not a.out:
