@@ -46,6 +46,10 @@ def load_module(name, path):
     return mod
 
 
+# The network set-ups, prewarm and QMP helpers of the process benchmark.
+NET = load_module("vs_qemu", os.path.join(HERE, "vs_qemu.py"))
+
+
 # ------------------------------------------------------------------ /proc
 class CpuWatch:
     """Per-thread CPU of a process that may exit: sampled often, the last
@@ -233,13 +237,7 @@ def run_qemu(a, link, method, wd):
             time.sleep(0.02)
         sw.sample(), dw.sample()
         wire = sum(c - wire0[k] for k, c in link.counters().items())
-        # QEMU 7.2 may say "completed" before it has set total-time and
-        # downtime (both 0): ask again until they are there.
-        for _ in range(100):
-            if s_info.get("status") != "completed" or s_info.get("total-time"):
-                break
-            time.sleep(0.02)
-            s_info = qs.cmd("query-migrate")
+        s_info = NET.settled_info(qs, s_info)
         ram = s_info.get("ram", {})
         rec.update({
             "status": s_info.get("status"), "dst_status": d_info.get("status"),
@@ -443,13 +441,12 @@ def main():
             sys.exit("vm_vs_qemu: %s not found: %s" % (what, path))
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         sys.exit("vm_vs_qemu: /dev/kvm is not usable")
-    net = load_module("vs_qemu", os.path.join(HERE, "vs_qemu.py"))
     if a.link == "loopback":
-        link = net.Loopback()
+        link = NET.Loopback()
     elif os.geteuid() != 0:
         sys.exit("vm_vs_qemu: --link needs root (network namespaces, veth, tc)")
     else:
-        link = net.Link(a.link, a.tbf_burst, a.tbf_latency)
+        link = NET.Link(a.link, a.tbf_burst, a.tbf_latency)
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
     recs = []
     link.up()
@@ -460,7 +457,7 @@ def main():
                     for tool in a.tools.split(","):
                         wd = tempfile.mkdtemp(prefix="vmbench-")
                         if a.prewarm:
-                            net.prewarm(a.prewarm << 30)
+                            NET.prewarm(a.prewarm << 30)
                         log("rep %d %s %s %s" % (rep, link.name, tool, method))
                         run = run_zmigrate if tool == "zmigrate" else run_qemu
                         rec = run(a, link, method, wd)

@@ -403,6 +403,18 @@ def run_zmigrate(a, net, method, verify):
 
 
 # ---------------------------------------------------------------------- QEMU
+def settled_info(qmp, info):
+    """query-migrate once total-time and downtime are set: QEMU 7.2 reports
+    "completed" a moment before (migration_calculate_complete runs after
+    the state change)."""
+    for _ in range(100):
+        if info.get("status") != "completed" or info.get("total-time"):
+            break
+        time.sleep(0.01)
+        info = qmp.cmd("query-migrate")
+    return info
+
+
 def load_qemu_bench(path):
     spec = importlib.util.spec_from_file_location("qemu_mig_bench", path)
     mod = importlib.util.module_from_spec(spec)
@@ -496,14 +508,7 @@ def run_qemu(a, qmb, net, method, verify, src_img):
             time.sleep(0.05)
         machine, me = machine_delta(busy0, machine_cpu()), self_cpu_s() - me0
         busy = sum(machine.values())
-        s_info = info["src"]
-        # QEMU 7.2 reports "completed" a moment before it sets total-time and
-        # downtime (migration_calculate_complete runs after the state change).
-        for _ in range(100):
-            if s_info.get("status") != "completed" or s_info.get("total-time"):
-                break
-            time.sleep(0.01)
-            s_info = qs.cmd("query-migrate")
+        s_info = settled_info(qs, info["src"])
         ram = s_info.get("ram", {})
         s_cpu, d_cpu = done["src"][1] - s_cpu0, done["dst"][1] - d_cpu0
         c1 = {k: max(done["src"][2][k], done["dst"][2][k]) for k in c0}
