@@ -52,33 +52,54 @@ NET = load_module("vs_qemu", os.path.join(HERE, "vs_qemu.py"))
 
 # ------------------------------------------------------------------ /proc
 class CpuWatch:
-    """Per-thread CPU of a process that may exit: sampled often, the last
-    sample of each thread kept, so threads that end still count."""
+    """CPU of a process apart from its vCPU threads.  The process's own
+    utime+stime counts threads that have ended (QEMU's multifd threads end
+    with the migration); the vCPU threads' last samples are taken off it.
+    After the process exits, sample it once more before it is reaped: a
+    zombie's stat still holds the whole total."""
 
     def __init__(self, pid, vcpu_re):
-        self.pid, self.vcpu_re, self.threads = pid, vcpu_re, {}
+        self.pid, self.vcpu_re, self.vcpus, self.proc = pid, vcpu_re, {}, 0.0
+
+    @staticmethod
+    def _ticks(path):
+        with open(path) as f:
+            s = f.read()
+        fld = s[s.rindex(")") + 2:].split()
+        return s[s.index("(") + 1:s.rindex(")")], (int(fld[11]) + int(fld[12])) / CLK_TCK
 
     def sample(self):
-        base = "/proc/%d/task" % self.pid
+        base = "/proc/%d" % self.pid
         try:
-            tids = os.listdir(base)
+            tids = os.listdir(base + "/task")
         except OSError:
-            return
+            tids = []
         for tid in tids:
             try:
-                with open("%s/%s/stat" % (base, tid)) as f:
-                    s = f.read()
+                name, cpu = self._ticks("%s/task/%s/stat" % (base, tid))
             except OSError:
                 continue
-            name = s[s.index("(") + 1:s.rindex(")")]
-            fld = s[s.rindex(")") + 2:].split()
-            self.threads[tid] = (name, (int(fld[11]) + int(fld[12])) / CLK_TCK)
+            if self.vcpu_re.match(name):
+                self.vcpus[tid] = cpu
+        try:
+            self.proc = self._ticks(base + "/stat")[1]
+        except OSError:
+            pass
 
     def total(self):
-        return sum(c for n, c in self.threads.values() if not self.vcpu_re.match(n))
+        return self.proc - self.vcpu_total()
 
     def vcpu_total(self):
-        return sum(c for n, c in self.threads.values() if self.vcpu_re.match(n))
+        return sum(self.vcpus.values())
+
+
+def exited(p):
+    """Whether p has exited, leaving it unreaped (so CpuWatch can read it)."""
+    try:
+        return os.waitid(os.P_PID, p.pid,
+                         os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 # ------------------------------------------------------------------ serial logs
@@ -274,7 +295,9 @@ def run_zmigrate(a, link, method, wd):
     src = dst = None
     try:
         dst_out = open("%s/dst.serial" % wd, "wb")
-        dst = spawn(link.wrap("dst", [a.zmigrate, "vm", "--incoming", uri] + flags),
+        # The destination's VM exists before the migration, as QEMU's does.
+        dst = spawn(link.wrap("dst", [a.zmigrate, "vm", "--incoming", uri,
+                                      "--ram", a.ram, "--vcpus", str(a.vcpus)] + flags),
                     "%s/dst.log" % wd, stdout=dst_out)
         src_out = open("%s/src.serial" % wd, "wb")
         src = spawn(link.wrap("src", [a.zmigrate, "vm", "--kernel", a.kernel,
@@ -292,12 +315,13 @@ def run_zmigrate(a, link, method, wd):
         v0 = count_verifies("%s/src.serial" % wd)
         src.send_signal(signal.SIGUSR2)
         t0 = time.monotonic()
-        while src.poll() is None:
+        while not exited(src):
             if time.monotonic() - t0 > a.run_timeout:
                 raise RuntimeError("no convergence after %d s" % a.run_timeout)
             sw.sample(), dw.sample()
             time.sleep(0.02)
-        dw.sample()
+        sw.sample(), dw.sample()
+        src.poll()
         wire = sum(c - wire0[k] for k, c in link.counters().items())
         src_out.close()
         result = None
