@@ -209,6 +209,7 @@ def run_qemu(a, link, method, wd):
     common = ["-accel", "kvm", "-m", a.ram, "-smp", str(a.vcpus),
               "-kernel", a.kernel, "-append", append_line(a), "-nodefaults",
               "-no-user-config", "-display", "none"]
+    common += ["-mem-prealloc"] if a.mem_prealloc else []
     src = dst = qs = qd = None
     try:
         dst = spawn(link.wrap("dst", [a.qemu] + common +
@@ -290,6 +291,7 @@ def run_zmigrate(a, link, method, wd):
     flags = ["--multifd-channels", str(a.channels), "--compression", method,
              "--downtime-limit", "%dms" % a.downtime_limit, "--json", "--quiet"]
     flags += a.zm_flags.split()
+    flags += ["--mem-prealloc"] if a.mem_prealloc else []
     if method != "none":
         flags += ["--compression-level", str(a.level)]
     src = dst = None
@@ -443,6 +445,9 @@ def main():
                     help="before each run, touch and free this much memory so that "
                          "both tools start on memory the host has backed (default 6; "
                          "0: off; see doc/performance.md)")
+    ap.add_argument("--mem-prealloc", action="store_true",
+                    help="back each VM's RAM at start, on both sides and for both "
+                         "tools (QEMU -mem-prealloc, zmigrate vm --mem-prealloc)")
     ap.add_argument("--fill-timeout", type=int, default=120)
     ap.add_argument("--run-timeout", type=int, default=300)
     ap.add_argument("--out", help="JSON lines, appended (required to run)")
@@ -489,6 +494,7 @@ def main():
                                     "vcpus": a.vcpus, "rate": a.rate,
                                     "channels": a.channels, "level": a.level,
                                     "prewarm_gib": a.prewarm, "zm_flags": a.zm_flags,
+                                    "mem_prealloc": a.mem_prealloc,
                                     "loadavg": os.getloadavg()[0], "workdir": wd})
                         out.write(json.dumps(rec) + "\n")
                         out.flush()

@@ -46,6 +46,9 @@ check "--ram 4G: exit 2, names --ram" sh -c \
     "[ $? -eq 2 ] && grep -q -- '--ram' '$dir/err'"
 "$zm" vm --vcpus 0 >"$dir/out" 2>"$dir/err"
 check "--vcpus 0: exit 2" sh -c "[ $? -eq 2 ] && grep -q -- '--vcpus' '$dir/err'"
+"$zm" vm --incoming "unix:$dir/p.sock" --mem-prealloc >"$dir/out" 2>"$dir/err"
+check "--incoming --mem-prealloc without --ram: exit 2" sh -c \
+    "[ $? -eq 2 ] && grep -q -- '--mem-prealloc with --incoming needs --ram' '$dir/err'"
 
 # ---- a bad kernel is a clear error, never a crash ----
 bad_kernel() { # description, file, text the error must contain
@@ -121,12 +124,16 @@ wait_end() {
 
 # ---- live migration: 256 MiB, 2 vCPUs, zstd over 2 channels, verified ----
 sock="$dir/m.sock"
-"$zm" vm --incoming "unix:$sock" --ram 256M --vcpus 2 --run-for 50s \
-    --json --quiet >"$dir/dst.out" 2>"$dir/dst.err" &
+"$zm" vm --incoming "unix:$sock" --ram 256M --mem-prealloc --vcpus 2 \
+    --run-for 50s --json --quiet >"$dir/dst.out" 2>"$dir/dst.err" &
 dst=$!
 pids="$pids $dst"
 n=0
 while ! [ -S "$sock" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+# It listens only once its RAM is backed.
+rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$dst/status" 2>/dev/null)
+check "--mem-prealloc: the destination's 256 MiB resident before it listens" \
+    [ "${rss:-0}" -ge 262144 ]
 "$zm" vm --kernel "$guest" --ram 256M --vcpus 2 \
     --append "rate=100M exit_after_verify=1" \
     --migrate-to "unix:$sock" --migrate-after signal --compression zstd \

@@ -39,11 +39,11 @@ static const char vm_usage[] =
     "\n"
     "SYNOPSIS\n"
     "    zmigrate vm [--kernel ELF] [--ram SIZE] [--vcpus N] [--append ARGS]\n"
-    "                [--run-for TIME]\n"
+    "                [--mem-prealloc] [--run-for TIME]\n"
     "    zmigrate vm [...] --migrate-to URI [--migrate-after TIME]\n"
     "                [MIGRATION OPTIONS] [--json] [--quiet]\n"
-    "    zmigrate vm --incoming URI [--ram SIZE] [--vcpus N] [--run-for TIME]\n"
-    "                [--json] [--quiet]\n"
+    "    zmigrate vm --incoming URI [--ram SIZE [--mem-prealloc]] [--vcpus N]\n"
+    "                [--run-for TIME] [--json] [--quiet]\n"
     "\n"
     "DESCRIPTION\n"
     "    A small virtual machine monitor on KVM (/dev/kvm).  It boots a\n"
@@ -76,6 +76,11 @@ static const char vm_usage[] =
     "                             LIBEXECDIR/zmigrate/)\n"
     "    --ram SIZE               guest RAM, 2M..3G (default 256M)\n"
     "    --vcpus N                vCPUs, 1..64 (default 1)\n"
+    "    --mem-prealloc           back all of the RAM with host memory at\n"
+    "                             start (QEMU's -mem-prealloc): on a\n"
+    "                             destination, the migration then writes\n"
+    "                             pages without faulting them in first;\n"
+    "                             with --incoming it needs --ram\n"
     "    --append ARGS            the kernel command line; \" smp=N\" is\n"
     "                             added unless it has an smp=\n"
     "    --run-for TIME           stop the VM after TIME (e.g. 10s) and exit\n"
@@ -118,6 +123,7 @@ struct vm_options {
     struct zm_migration_options mig;
     const char *kernel;
     uint64_t ram;
+    bool mem_prealloc;
     unsigned vcpus;
     const char *append;
     uint64_t run_for_ns;
@@ -129,6 +135,7 @@ struct vm_options {
 enum {
     OPT_KERNEL = ZM_OPT_NEXT,
     OPT_RAM,
+    OPT_MEM_PREALLOC,
     OPT_VCPUS,
     OPT_APPEND,
     OPT_RUN_FOR,
@@ -140,6 +147,7 @@ enum {
 static const struct option vm_long_options[] = {
     { "kernel", required_argument, NULL, OPT_KERNEL },
     { "ram", required_argument, NULL, OPT_RAM },
+    { "mem-prealloc", no_argument, NULL, OPT_MEM_PREALLOC },
     { "vcpus", required_argument, NULL, OPT_VCPUS },
     { "append", required_argument, NULL, OPT_APPEND },
     { "run-for", required_argument, NULL, OPT_RUN_FOR },
@@ -186,6 +194,9 @@ static void parse_vm_options(int argc, char **argv, struct vm_options *o)
             }
             o->ram = v;
             break;
+        case OPT_MEM_PREALLOC:
+            o->mem_prealloc = true;
+            break;
         case OPT_VCPUS:
             o->vcpus = (unsigned)zm_parse_count_opt("--vcpus", optarg, 1,
                                                     ZM_VM_MAX_VCPUS);
@@ -224,6 +235,11 @@ static void parse_vm_options(int argc, char **argv, struct vm_options *o)
                        o->migrate_to ? "--migrate-to"
                        : o->kernel   ? "--kernel"
                                      : "--append");
+    }
+    if (o->incoming && o->mem_prealloc && !o->ram) {
+        zm_usage_error("%s with --incoming needs --ram: without it the RAM "
+                       "is mapped only when the migration starts",
+                       "--mem-prealloc");
     }
 }
 
@@ -564,7 +580,8 @@ static int run_boot(struct vm_options *o)
         goto out;
     }
     if (zm_vm_new(o->ram, NULL, o->vcpus, STDOUT_FILENO, &vm, err,
-                  sizeof(err)) < 0) {
+                  sizeof(err)) < 0 ||
+        (o->mem_prealloc && zm_vm_prealloc(vm, err, sizeof(err)) < 0)) {
         fprintf(stderr, "zmigrate vm: %s\n", err);
         goto out;
     }
@@ -673,6 +690,11 @@ static int run_incoming(struct vm_options *o)
         if (zm_vm_new(o->ram, NULL, o->vcpus, STDOUT_FILENO, &in.vm, err,
                       sizeof(err)) < 0) {
             fprintf(stderr, "zmigrate vm: %s\n", err);
+            return 1;
+        }
+        if (o->mem_prealloc && zm_vm_prealloc(in.vm, err, sizeof(err)) < 0) {
+            fprintf(stderr, "zmigrate vm: %s\n", err);
+            zm_vm_free(in.vm);
             return 1;
         }
     }
