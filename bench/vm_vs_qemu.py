@@ -209,13 +209,13 @@ def run_qemu(a, link, method, wd):
     common = ["-accel", "kvm", "-m", a.ram, "-smp", str(a.vcpus),
               "-kernel", a.kernel, "-append", append_line(a), "-nodefaults",
               "-no-user-config", "-display", "none"]
-    common += ["-mem-prealloc"] if a.mem_prealloc else []
     src = dst = qs = qd = None
     try:
         dst = spawn(link.wrap("dst", [a.qemu] + common +
                     ["-name", "qdst,debug-threads=on", "-serial", "file:%s/dst.serial" % wd,
                      "-qmp", "unix:%s/dst.qmp,server=on,wait=off" % wd,
-                     "-incoming", "defer"]), "%s/dst.log" % wd)
+                     "-incoming", "defer"] + (["-mem-prealloc"] if a.mem_prealloc else [])),
+                    "%s/dst.log" % wd)
         src = spawn(link.wrap("src", [a.qemu] + common +
                     ["-name", "qsrc,debug-threads=on", "-serial", "file:%s/src.serial" % wd,
                      "-qmp", "unix:%s/src.qmp,server=on,wait=off" % wd]),
@@ -291,7 +291,6 @@ def run_zmigrate(a, link, method, wd):
     flags = ["--multifd-channels", str(a.channels), "--compression", method,
              "--downtime-limit", "%dms" % a.downtime_limit, "--json", "--quiet"]
     flags += a.zm_flags.split()
-    flags += ["--mem-prealloc"] if a.mem_prealloc else []
     if method != "none":
         flags += ["--compression-level", str(a.level)]
     src = dst = None
@@ -299,7 +298,8 @@ def run_zmigrate(a, link, method, wd):
         dst_out = open("%s/dst.serial" % wd, "wb")
         # The destination's VM exists before the migration, as QEMU's does.
         dst = spawn(link.wrap("dst", [a.zmigrate, "vm", "--incoming", uri,
-                                      "--ram", a.ram, "--vcpus", str(a.vcpus)] + flags),
+                                      "--ram", a.ram, "--vcpus", str(a.vcpus)] + flags +
+                                     (["--mem-prealloc"] if a.mem_prealloc else [])),
                     "%s/dst.log" % wd, stdout=dst_out)
         src_out = open("%s/src.serial" % wd, "wb")
         src = spawn(link.wrap("src", [a.zmigrate, "vm", "--kernel", a.kernel,
@@ -446,8 +446,10 @@ def main():
                          "both tools start on memory the host has backed (default 6; "
                          "0: off; see doc/performance.md)")
     ap.add_argument("--mem-prealloc", action="store_true",
-                    help="back each VM's RAM at start, on both sides and for both "
-                         "tools (QEMU -mem-prealloc, zmigrate vm --mem-prealloc)")
+                    help="back the destination's RAM before the migration, for both "
+                         "tools (QEMU -mem-prealloc, zmigrate vm --mem-prealloc); "
+                         "the sources stay as they are, so that their zero checks "
+                         "still read never-touched pages as the shared zero page")
     ap.add_argument("--fill-timeout", type=int, default=120)
     ap.add_argument("--run-timeout", type=int, default=300)
     ap.add_argument("--out", help="JSON lines, appended (required to run)")
