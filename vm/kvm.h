@@ -49,13 +49,13 @@ int zm_vm_create_vcpus(zm_vm *vm, unsigned vcpus, char *err, size_t err_size);
 
 void *zm_vm_ram(const zm_vm *vm);
 uint64_t zm_vm_ram_size(const zm_vm *vm);
+unsigned zm_vm_vcpus(const zm_vm *vm);
 
 /*
  * Backs all of the VM's RAM with host memory now (QEMU's -mem-prealloc), so
  * that a migration writing it later takes no page faults.
  */
 int zm_vm_prealloc(zm_vm *vm, char *err, size_t err_size);
-unsigned zm_vm_vcpus(const zm_vm *vm);
 
 /*
  * Puts the bootstrap processor in the multiboot entry state (32-bit
