@@ -2,8 +2,10 @@
 # zmigrate vm: help and flag errors, a bad kernel, "KVM is not available",
 # a boot, a live migration of a 256 MiB 2-vCPU guest over a UNIX socket
 # (the guest verifies its RAM on the destination and its heartbeat goes on
-# without a gap), and a guest that dirties faster than the link carries
-# (max-iterations).  Skips (77) without KVM or without the guest kernel.
+# without a gap), a guest that dirties faster than the link carries
+# (max-iterations), and a switchover the destination refuses (the source's
+# guest runs on, its RAM intact).  Skips (77) without KVM or without the
+# guest kernel.
 set -u
 zm=$1
 guest=${2:-}
@@ -211,6 +213,57 @@ if [ $fail -ne $failed_before ]; then
     show "source stdout" "$dir/src2.out"; show "source stderr" "$dir/src2.err"
     show "destination stdout" "$dir/dst2.out"
     show "destination stderr" "$dir/dst2.err"
+fi
+
+
+# ---- a switchover the destination refuses (its --vcpus differs): the
+# source's vCPUs were stopped for it; they resume, and the guest runs on
+# with its RAM intact ----
+failed_before=$fail
+sock3="$dir/r.sock"
+"$zm" vm --incoming "unix:$sock3" --ram 128M --vcpus 2 --quiet \
+    >"$dir/dst3.out" 2>"$dir/dst3.err" &
+dst=$!
+pids="$pids $dst"
+n=0
+while ! [ -S "$sock3" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+"$zm" vm --kernel "$guest" --ram 128M --vcpus 1 \
+    --append "rate=10M heartbeat=200 verify_every=2" \
+    --migrate-to "unix:$sock3" --migrate-after signal --quiet \
+    >"$dir/src3.out" 2>"$dir/src3.err" &
+src=$!
+pids="$pids $src"
+resumed=""
+if wait_for "$dir/src3.out" 40 '^heartbeat 1 ' $src; then
+    kill -USR2 $src
+    if wait_for "$dir/src3.err" 40 'the migration failed; the guest runs on' \
+        $src; then
+        at=$(grep '^heartbeat ' "$dir/src3.out" | tail -n 1 | cut -d' ' -f2)
+        # Three more beats: at least one verify pass (every 2) among them.
+        wait_for "$dir/src3.out" 40 "^heartbeat $((${at:-0} + 3)) " $src &&
+            resumed=$at
+    fi
+fi
+kill -TERM $src 2>/dev/null
+wait_end $src 10
+src_status=$?
+wait_end $dst 10
+dst_status=$?
+pids=""
+check "refused: the source reports the failure and exits 1" sh -c \
+    "[ $src_status -eq 1 ] &&
+     grep -q 'peer failed: the embedder could not load' '$dir/src3.err'"
+check "refused: the destination names the vCPU count and exits 1" sh -c \
+    "[ $dst_status -eq 1 ] && grep -q -- '--vcpus says 2' '$dir/dst3.err'"
+check "refused: the source's guest beats on after the failure" [ -n "$resumed" ]
+# What the source's guest printed from heartbeat $resumed on.
+sed -n "/^heartbeat ${resumed:-x} /,\$p" "$dir/src3.out" >"$dir/after3"
+check "refused: a verify pass after the failure says ok, epoch still 1" \
+    grep -q '^verify epoch=1 regions=[0-9]* bad=0 ok' "$dir/after3"
+check "refused: no verify pass failed" sh -c "! grep -q FAILED '$dir/src3.out'"
+if [ $fail -ne $failed_before ]; then
+    show "source stdout" "$dir/src3.out"; show "source stderr" "$dir/src3.err"
+    show "destination stderr" "$dir/dst3.err"
 fi
 
 exit $fail
