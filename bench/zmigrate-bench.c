@@ -27,6 +27,7 @@
 
 #include "zmigrate.h"
 #include "hash.h"
+#include "json.h"
 #include "raw_codec.h"
 #include "zero.h"
 
@@ -203,23 +204,6 @@ static double ratio_of(uint64_t in, uint64_t out)
 }
 
 /* Prints s as a JSON string literal. */
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-
-        if (c == '"' || c == '\\') {
-            printf("\\%c", c);
-        } else if (c < 0x20) {
-            printf("\\u%04x", c);
-        } else {
-            putchar(c);
-        }
-    }
-    putchar('"');
-}
-
 /* ---------------------------------------------------------------------- */
 /* Usage                                                                   */
 /* ---------------------------------------------------------------------- */
@@ -1213,16 +1197,16 @@ static void print_header(const struct dataset *ds, const struct options *o,
     }
     if (o->json) {
         printf("{\"type\":\"meta\",\"cpu\":");
-        json_string(model);
+        zm_json_string(stdout, model);
         printf(",\"cpus\":%ld,\"kernel\":", sysconf(_SC_NPROCESSORS_ONLN));
-        json_string(un.release);
+        zm_json_string(stdout, un.release);
         printf(",\"versions\":");
-        json_string(versions);
+        zm_json_string(stdout, versions);
         printf(",\"zero_impl\":\"%s\",\"hash_impl\":\"%s\",\"data\":\"%s\","
                "\"path\":",
                zm_zero_impl_name(), zm_hash_impl_name(),
                ds->corpus ? "corpus" : "generated");
-        json_string(ds->corpus ? ds->path : "");
+        zm_json_string(stdout, ds->corpus ? ds->path : "");
         printf(",\"bytes\":%zu,\"pages\":%zu,\"zero_pages\":%zu,"
                "\"batches\":%zu,\"batch_pages\":%u,\"runs\":%d,"
                "\"rows\":%u,\"estimate\":%s,\"load1\":%.2f}\n",
@@ -1389,7 +1373,7 @@ static void print_micro(const struct micro *m, unsigned n, bool json, int runs)
     if (json) {
         for (unsigned i = 0; i < n; i++) {
             printf("{\"type\":\"micro\",\"what\":");
-            json_string(m[i].what);
+            zm_json_string(stdout, m[i].what);
             printf(",\"impl\":\"%s\",\"dispatched\":%s,\"gbs\":%.2f,"
                    "\"gbcpus\":%.2f}\n",
                    m[i].impl, m[i].dispatched ? "true" : "false", m[i].gbs,

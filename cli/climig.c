@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "climig.h"
+#include "json.h"
 #include "units.h"
 
 const char *zm_cli_name = "zmigrate";
@@ -173,10 +174,12 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
     const char *why = ret >= 0 ? "" : err ? err : zm_errmsg();
 
     if (json) {
+        fprintf(out, "{\"side\": \"%s\", \"status\": \"%s\", \"error\": ", side,
+                zm_status_name(st->status));
+        zm_json_string(out, why);
         fprintf(
             out,
-            "{\"side\": \"%s\", \"status\": \"%s\", \"error\": \"%s\", "
-            "\"total-time\": %llu, \"setup-time\": %llu, "
+            ", \"total-time\": %llu, \"setup-time\": %llu, "
             "\"downtime\": %llu, \"expected-downtime\": %llu, "
             "\"iterations\": %u, \"max-iterations-reached\": %s, "
             "\"ram\": {\"transferred\": %llu, \"remaining\": %llu, "
@@ -185,7 +188,6 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
             "\"dirty-sync-count\": %llu, \"skipped\": %llu, "
             "\"mbps\": %.3f, \"pages-per-second\": %llu}, "
             "\"compression-ratio\": %.4f, \"cpu-seconds\": %.3f}\n",
-            side, zm_status_name(st->status), why,
             (unsigned long long)st->total_time_ms,
             (unsigned long long)st->setup_time_ms,
             (unsigned long long)st->downtime_ms,

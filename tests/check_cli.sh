@@ -44,6 +44,20 @@ expect_usage "unexpected argument" recv --listen unix:/x extra
 check "send to nobody exits 1 with the reason" sh -c \
     "[ $? -eq 1 ] && grep -q 'nobody.sock' '$dir/out'"
 
+# The reason, in JSON, stays valid JSON whatever the path holds: a quote, a
+# backslash, a tab, a byte that is not UTF-8.
+odd="$dir/a\"b\\c	d$(printf '\377')e"
+"$zm" send --to "unix:$odd/x.sock" --guest-ram 4M --json --quiet \
+    >"$dir/odd.json" 2>/dev/null
+check "send --json to an odd path exits 1" [ $? -eq 1 ]
+if command -v python3 >/dev/null 2>&1; then
+    check "its JSON parses and keeps the path" python3 -c "
+import json
+r = json.loads(open('$dir/odd.json', 'rb').readlines()[-1])
+assert r['status'] == 'failed', r
+assert 'a\"b\\\\c\td\ufffde/x.sock' in r['error'], r['error']"
+fi
+
 # A level out of range: the library's message names the range.
 "$zm" send --to "unix:$dir/x.sock" --compression zstd \
     --compression-level 30 --guest-ram 4M --quiet >"$dir/out" 2>&1
