@@ -168,8 +168,31 @@ void zm_progress_stop(struct zm_progress *pr)
 
 /* ---- results ---- */
 
-void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
-                     bool json, int ret, const char *err)
+/* JSON: the rounds, as "rounds": [...], after the other members. */
+static void print_rounds(FILE *out, const struct zm_round *r, unsigned n)
+{
+    fputs(", \"rounds\": [", out);
+    for (unsigned i = 0; i < n; i++) {
+        fprintf(out,
+                "%s{\"start-ms\": %.3f, \"time-ms\": %.3f, \"pages\": %llu, "
+                "\"zero-pages\": %llu, \"wire-bytes\": %llu, "
+                "\"skipped\": %llu, \"dirty-after\": %llu, "
+                "\"expected-downtime\": %llu, \"final\": %s}",
+                i ? ", " : "", r[i].start_ms, r[i].time_ms,
+                (unsigned long long)r[i].pages,
+                (unsigned long long)r[i].zero_pages,
+                (unsigned long long)r[i].wire_bytes,
+                (unsigned long long)r[i].skipped,
+                (unsigned long long)r[i].dirty_after,
+                (unsigned long long)r[i].expected_downtime_ms,
+                r[i].final ? "true" : "false");
+    }
+    fputc(']', out);
+}
+
+static void print_result(FILE *out, const char *side, const struct zm_stats *st,
+                         const struct zm_round *rounds, unsigned nrounds,
+                         bool json, int ret, const char *err)
 {
     const char *why = ret >= 0 ? "" : err ? err : zm_errmsg();
 
@@ -187,7 +210,7 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
             "\"normal-bytes\": %llu, \"dirty-pages-rate\": %llu, "
             "\"dirty-sync-count\": %llu, \"skipped\": %llu, "
             "\"mbps\": %.3f, \"pages-per-second\": %llu}, "
-            "\"compression-ratio\": %.4f, \"cpu-seconds\": %.3f}\n",
+            "\"compression-ratio\": %.4f, \"cpu-seconds\": %.3f",
             (unsigned long long)st->total_time_ms,
             (unsigned long long)st->setup_time_ms,
             (unsigned long long)st->downtime_ms,
@@ -202,6 +225,10 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
             (unsigned long long)st->skipped, st->mbps,
             (unsigned long long)st->pages_per_second, st->compression_ratio,
             st->cpu_seconds);
+        if (rounds) {
+            print_rounds(out, rounds, nrounds);
+        }
+        fputs("}\n", out);
         fflush(out);
         return;
     }
@@ -229,4 +256,27 @@ void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
             st->mbps, (unsigned long long)st->pages_per_second,
             st->cpu_seconds);
     fflush(out);
+}
+
+void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
+                     bool json, int ret, const char *err)
+{
+    print_result(out, side, st, NULL, 0, json, ret, err);
+}
+
+void zm_print_source_result(FILE *out, zm_source *src, bool json, int ret,
+                            const char *err)
+{
+    static const struct zm_round none[1];
+    struct zm_stats st;
+    unsigned n = json ? zm_source_rounds(src, NULL, 0) : 0;
+    struct zm_round *rounds = n ? calloc(n, sizeof(*rounds)) : NULL;
+
+    zm_source_stats(src, &st);
+    if (rounds) {
+        zm_source_rounds(src, rounds, n); /* the migration is over: n stays */
+    }
+    print_result(out, "send", &st, rounds ? rounds : none, rounds ? n : 0, json,
+                 ret, err);
+    free(rounds);
 }

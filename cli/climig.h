@@ -127,4 +127,11 @@ void zm_progress_stop(struct zm_progress *pr);
 void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
                      bool json, int ret, const char *err);
 
+/*
+ * The source's result, as zm_print_result(out, "send", ...); the JSON also
+ * has "rounds", one object per round (zm_source_rounds()).
+ */
+void zm_print_source_result(FILE *out, zm_source *src, bool json, int ret,
+                            const char *err);
+
 #endif /* ZM_CLI_CLIMIG_H */

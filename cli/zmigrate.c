@@ -340,7 +340,7 @@ static int run_send(struct options *o, struct zm_stats *out, bool print)
     zm_progress_stop(&pr);
     zm_source_stats(src, &st);
     if (print) {
-        zm_print_result(stdout, "send", &st, o->mig.json, ret, NULL);
+        zm_print_source_result(stdout, src, o->mig.json, ret, NULL);
     }
     if (out) {
         *out = st;

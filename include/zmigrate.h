@@ -378,6 +378,33 @@ ZM_API int zm_source_run(zm_source *src, const char *uri);
 /* Stops a running migration: zm_source_run() returns -ECANCELED. */
 ZM_API void zm_source_cancel(zm_source *src);
 ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats);
+
+/* One round of a migration: why it took as long as it did. */
+struct zm_round {
+    double start_ms;     /* since zm_source_run() was called */
+    double time_ms;      /* the round's length; the final one's from the stop */
+    uint64_t pages;      /* pages sent, zero pages included */
+    uint64_t zero_pages; /* of those */
+    uint64_t wire_bytes;
+    /*
+     * Dirty pages this round left to the next: the guest wrote them again
+     * before their turn.  pages + skipped = the previous round's dirty_after
+     * (all of RAM for round 0); the final round also sends what was written
+     * after that count.
+     */
+    uint64_t skipped;
+    uint64_t dirty_after;          /* dirty when it ended (0: the final) */
+    uint64_t expected_downtime_ms; /* had the guest stopped then */
+    bool final;                    /* sent with the guest stopped */
+};
+
+/*
+ * The rounds of the running or last migration, oldest first: copies up to
+ * cap of them and returns how many there are (rounds may be NULL if cap is
+ * 0).  Other threads may call it during zm_source_run().
+ */
+ZM_API unsigned zm_source_rounds(zm_source *src, struct zm_round *rounds,
+                                 unsigned cap);
 ZM_API void zm_source_free(zm_source *src);
 
 typedef struct zm_dest zm_dest;

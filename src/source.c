@@ -82,7 +82,12 @@ struct zm_source {
     struct zm_stats stats;
     uint64_t round_wire_bytes;  /* under stats_lock */
     uint64_t round_pages;       /* sent this round, under stats_lock */
+    uint64_t round_zero_pages;  /* of those, under stats_lock */
+    uint64_t round_skipped;     /* this round's, under stats_lock */
     uint64_t rounds_wire_bytes; /* since round 0 began, under stats_lock */
+    double t_run;               /* when zm_source_run() was called */
+    struct zm_round *rounds;    /* zm_source_rounds(), under stats_lock */
+    unsigned nrounds, rounds_cap;
     atomic_bool cancelled;
     bool stopped; /* the guest is stopped by us */
 };
@@ -315,11 +320,66 @@ ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats)
     pthread_mutex_unlock(&src->stats_lock);
 }
 
+ZM_API unsigned zm_source_rounds(zm_source *src, struct zm_round *rounds,
+                                 unsigned cap)
+{
+    pthread_mutex_lock(&src->stats_lock);
+    unsigned n = src->nrounds;
+    if (rounds && cap) {
+        memcpy(rounds, src->rounds,
+               (n < cap ? n : cap) * sizeof(struct zm_round));
+    }
+    pthread_mutex_unlock(&src->stats_lock);
+    return n;
+}
+
+/*
+ * Appends the round whose counters stats_lock's round_* fields hold.
+ * Under stats_lock.  Out of memory, the history stops; the migration
+ * does not.
+ */
+static void record_round(zm_source *src, double start, uint64_t dirty_after,
+                         double expected_ms, bool final)
+{
+    if (src->nrounds == src->rounds_cap) {
+        unsigned cap = src->rounds_cap ? 2 * src->rounds_cap : 16;
+        struct zm_round *r = realloc(src->rounds, cap * sizeof(*r));
+        if (!r) {
+            return;
+        }
+        src->rounds = r;
+        src->rounds_cap = cap;
+    }
+    src->rounds[src->nrounds++] = (struct zm_round){
+        .start_ms = (start - src->t_run) * 1000,
+        .time_ms = (zm_now() - start) * 1000,
+        .pages = src->round_pages,
+        .zero_pages = src->round_zero_pages,
+        .wire_bytes = src->round_wire_bytes,
+        .skipped = src->round_skipped,
+        .dirty_after = dirty_after,
+        .expected_downtime_ms = (uint64_t)expected_ms,
+        .final = final,
+    };
+}
+
+/* Zeroes the round_* counters for a round about to start. */
+static void reset_round(zm_source *src)
+{
+    pthread_mutex_lock(&src->stats_lock);
+    src->round_wire_bytes = 0;
+    src->round_pages = 0;
+    src->round_zero_pages = 0;
+    src->round_skipped = 0;
+    pthread_mutex_unlock(&src->stats_lock);
+}
+
 ZM_API void zm_source_free(zm_source *src)
 {
     if (!src) {
         return;
     }
+    free(src->rounds);
     for (unsigned i = 0; i < src->nregions; i++) {
         free(src->regions[i].todo);
         free(src->regions[i].redirtied);
@@ -498,6 +558,7 @@ static void *channel_thread(void *arg)
             src->stats.duplicate += info.zero_pages;
             src->stats.normal += info.pages - info.zero_pages;
             src->round_pages += info.pages;
+            src->round_zero_pages += info.zero_pages;
             src->stats.normal_bytes += info.data_size;
             src->stats.remaining -=
                 (uint64_t)info.pages * src->p.page_size <= src->stats.remaining
@@ -607,6 +668,7 @@ static int send_round(zm_source *src, uint32_t round, bool final)
     pthread_mutex_unlock(&src->lock);
     pthread_mutex_lock(&src->stats_lock);
     src->stats.skipped += skipped;
+    src->round_skipped += skipped;
     pthread_mutex_unlock(&src->stats_lock);
     if (err) {
         return err;
@@ -879,6 +941,7 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
     int64_t dirty;
 
     set_status(src, ZM_STATUS_DEVICE);
+    reset_round(src);
     *t_stop = zm_now();
     if (src->hooks.stop && (ret = src->hooks.stop(src->hooks.opaque)) < 0) {
         return zm_error(ret, "the embedder could not stop the guest");
@@ -890,6 +953,9 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
     if ((ret = send_round(src, round, true)) < 0) {
         return ret;
     }
+    pthread_mutex_lock(&src->stats_lock);
+    record_round(src, *t_stop, 0, 0, true);
+    pthread_mutex_unlock(&src->stats_lock);
 
     unsigned char *state = NULL;
     ssize_t state_len = 0;
@@ -958,10 +1024,7 @@ static int migrate(zm_source *src, const char *uri, double t0)
     double t_rounds = zm_now();
     for (uint32_t round = 0;; round++) {
         double start = zm_now();
-        pthread_mutex_lock(&src->stats_lock);
-        src->round_wire_bytes = 0;
-        src->round_pages = 0;
-        pthread_mutex_unlock(&src->stats_lock);
+        reset_round(src);
 
         bool last = round + 1 >= src->p.max_iterations;
         if (last) {
@@ -1038,6 +1101,7 @@ static int migrate(zm_source *src, const char *uri, double t0)
         src->stats.remaining = (uint64_t)pending;
         src->stats.dirty_pages_rate = (uint64_t)((double)dirty / elapsed);
         src->stats.expected_downtime_ms = (uint64_t)expected_ms;
+        record_round(src, start, (uint64_t)dirty, expected_ms, false);
         pthread_mutex_unlock(&src->stats_lock);
 
         /*
@@ -1103,6 +1167,10 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     double t0 = zm_now();
     double cpu0 = zm_thread_cpu();
 
+    pthread_mutex_lock(&src->stats_lock);
+    src->t_run = t0;
+    src->nrounds = 0;
+    pthread_mutex_unlock(&src->stats_lock);
     set_status(src, ZM_STATUS_SETUP);
     int ret = migrate(src, uri, t0);
     if (ret < 0) {

@@ -79,6 +79,16 @@ if command -v python3 >/dev/null 2>&1; then
 import json, sys
 for line in open('$dir/demo.json'):
     json.loads(line)"
+    check "demo: the sender's rounds, one a round, add up to its pages" \
+        python3 -c "
+import json
+r = [json.loads(l) for l in open('$dir/demo.json')]
+s = [x for x in r if x['side'] == 'send'][0]
+rounds = s['rounds']
+assert len(rounds) == s['iterations'], (len(rounds), s['iterations'])
+assert [x['final'] for x in rounds] == [False] * (len(rounds) - 1) + [True]
+pages = sum(x['pages'] for x in rounds)
+assert pages == s['ram']['normal'] + s['ram']['duplicate'], pages"
 fi
 
 # file: save, then restore.

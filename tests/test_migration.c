@@ -182,6 +182,58 @@ struct scenario {
     bool file;
 };
 
+/*
+ * The round history adds up: one entry a round, only the last final, every
+ * dirty page of a round sent or skipped by the next, all pages counted.
+ */
+static void check_rounds(const char *name, zm_source *src,
+                         const struct zm_stats *st)
+{
+    struct zm_round r[64];
+    unsigned n = zm_source_rounds(src, r, 64);
+    uint64_t pages = 0, wire = 0;
+
+    CHECK(n == st->iterations && n >= 1 && n <= 64,
+          "%s: %u rounds recorded, %u run", name, n, st->iterations);
+    if (n != st->iterations || n < 1 || n > 64) {
+        return;
+    }
+    CHECK(zm_source_rounds(src, NULL, 0) == n, "%s: the count alone", name);
+    CHECK(r[0].pages + r[0].skipped == RAM / PAGE,
+          "%s: round 0 sent %llu and skipped %llu of %u pages", name,
+          (unsigned long long)r[0].pages, (unsigned long long)r[0].skipped,
+          (unsigned)(RAM / PAGE));
+    for (unsigned i = 0; i < n; i++) {
+        pages += r[i].pages;
+        wire += r[i].wire_bytes;
+        CHECK(r[i].final == (i == n - 1), "%s: round %u final=%d", name, i,
+              r[i].final);
+        CHECK(r[i].zero_pages <= r[i].pages && r[i].time_ms >= 0 &&
+                  (i == 0 || r[i].start_ms >= r[i - 1].start_ms),
+              "%s: round %u: %llu zero of %llu pages, at %.3f ms for %.3f ms",
+              name, i, (unsigned long long)r[i].zero_pages,
+              (unsigned long long)r[i].pages, r[i].start_ms, r[i].time_ms);
+        if (i > 0 && i < n - 1) {
+            CHECK(r[i].pages + r[i].skipped == r[i - 1].dirty_after,
+                  "%s: round %u sent %llu, skipped %llu, of %llu dirty", name,
+                  i, (unsigned long long)r[i].pages,
+                  (unsigned long long)r[i].skipped,
+                  (unsigned long long)r[i - 1].dirty_after);
+        }
+    }
+    CHECK(n < 2 || (r[n - 1].pages >= r[n - 2].dirty_after &&
+                    r[n - 1].skipped == 0 && r[n - 1].dirty_after == 0),
+          "%s: final round %llu pages after %llu dirty", name,
+          (unsigned long long)r[n - 1].pages,
+          (unsigned long long)r[n - 2].dirty_after);
+    CHECK(pages == st->normal + st->duplicate,
+          "%s: rounds sent %llu pages, the total says %llu", name,
+          (unsigned long long)pages,
+          (unsigned long long)(st->normal + st->duplicate));
+    CHECK(wire <= st->transferred, "%s: rounds %llu wire bytes of %llu", name,
+          (unsigned long long)wire, (unsigned long long)st->transferred);
+}
+
 /* Runs a scenario; returns the source's stats through *st. */
 static void run(const struct scenario *sc, struct zm_stats *st)
 {
@@ -238,6 +290,7 @@ static void run(const struct scenario *sc, struct zm_stats *st)
     }
     CHECK(d.ret == 0, "%s: destination: %s", sc->name, d.msg);
     zm_source_stats(src, st);
+    check_rounds(sc->name, src, st);
 
     /* The guest is stopped now: compare with what arrived. */
     const char *name;

@@ -363,17 +363,15 @@ static void start_migration(struct loop *l)
 static bool finish_migration(struct loop *l, bool print)
 {
     struct migration *m = l->mig;
-    struct zm_stats st;
 
     pthread_join(m->thread, NULL);
     m->running = false;
     drain(m->done_fd);
     zm_progress_stop(&l->progress);
-    zm_source_stats(m->src, &st);
     if (m->ret == 0) {
         /* The vCPUs are stopped: the guest's output is complete. */
         zm_vm_stop(l->vm);
-        zm_print_result(stdout, "send", &st, l->o->mig.json, 0, NULL);
+        zm_print_source_result(stdout, m->src, l->o->mig.json, 0, NULL);
         return true;
     }
     zm_vm_dirty_stop(l->vm);
@@ -381,7 +379,8 @@ static bool finish_migration(struct loop *l, bool print)
     if (print) {
         fprintf(stderr, "zmigrate vm: the migration failed; the guest runs "
                         "on here\n");
-        zm_print_result(stderr, "send", &st, l->o->mig.json, m->ret, m->errmsg);
+        zm_print_source_result(stderr, m->src, l->o->mig.json, m->ret,
+                               m->errmsg);
     }
     return false;
 }
