@@ -381,8 +381,10 @@ ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats);
 
 /* One round of a migration: why it took as long as it did. */
 struct zm_round {
-    double start_ms;     /* since zm_source_run() was called */
-    double time_ms;      /* the round's length; the final one's from the stop */
+    double start_ms; /* since zm_source_run() was called */
+    /* Its length; the final round's runs from the stop until its pages are
+     * sent (the device state and the peer's answer come after). */
+    double time_ms;
     uint64_t pages;      /* pages sent, zero pages included */
     uint64_t zero_pages; /* of those */
     uint64_t wire_bytes;
@@ -401,7 +403,9 @@ struct zm_round {
 /*
  * The rounds of the running or last migration, oldest first: copies up to
  * cap of them and returns how many there are (rounds may be NULL if cap is
- * 0).  Other threads may call it during zm_source_run().
+ * 0).  As many as stats.iterations, a final round sent before a failed
+ * switchover included; fewer only if memory ran out.  Other threads may
+ * call it during zm_source_run().
  */
 ZM_API unsigned zm_source_rounds(zm_source *src, struct zm_round *rounds,
                                  unsigned cap);

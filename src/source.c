@@ -88,6 +88,7 @@ struct zm_source {
     double t_run;               /* when zm_source_run() was called */
     struct zm_round *rounds;    /* zm_source_rounds(), under stats_lock */
     unsigned nrounds, rounds_cap;
+    bool rounds_cut; /* out of memory: the history ends there */
     atomic_bool cancelled;
     bool stopped; /* the guest is stopped by us */
 };
@@ -325,7 +326,7 @@ ZM_API unsigned zm_source_rounds(zm_source *src, struct zm_round *rounds,
 {
     pthread_mutex_lock(&src->stats_lock);
     unsigned n = src->nrounds;
-    if (rounds && cap) {
+    if (rounds && cap && n) {
         memcpy(rounds, src->rounds,
                (n < cap ? n : cap) * sizeof(struct zm_round));
     }
@@ -335,16 +336,20 @@ ZM_API unsigned zm_source_rounds(zm_source *src, struct zm_round *rounds,
 
 /*
  * Appends the round whose counters stats_lock's round_* fields hold.
- * Under stats_lock.  Out of memory, the history stops; the migration
- * does not.
+ * Under stats_lock.  Out of memory, the history ends (a gap would break
+ * its sums); the migration goes on.
  */
 static void record_round(zm_source *src, double start, uint64_t dirty_after,
                          double expected_ms, bool final)
 {
+    if (src->rounds_cut) {
+        return;
+    }
     if (src->nrounds == src->rounds_cap) {
         unsigned cap = src->rounds_cap ? 2 * src->rounds_cap : 16;
         struct zm_round *r = realloc(src->rounds, cap * sizeof(*r));
         if (!r) {
+            src->rounds_cut = true;
             return;
         }
         src->rounds = r;
@@ -955,6 +960,8 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
     }
     pthread_mutex_lock(&src->stats_lock);
     record_round(src, *t_stop, 0, 0, true);
+    /* It was sent, whatever becomes of the switchover. */
+    src->stats.iterations = round + 1;
     pthread_mutex_unlock(&src->stats_lock);
 
     unsigned char *state = NULL;
@@ -1170,6 +1177,7 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     pthread_mutex_lock(&src->stats_lock);
     src->t_run = t0;
     src->nrounds = 0;
+    src->rounds_cut = false;
     pthread_mutex_unlock(&src->stats_lock);
     set_status(src, ZM_STATUS_SETUP);
     int ret = migrate(src, uri, t0);

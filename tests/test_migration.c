@@ -420,6 +420,12 @@ static void test_failure(void)
     CHECK(d.ret == -ECANCELED, "destination: %d", d.ret);
     CHECK(g.stops >= 1 && g.stops == g.resumes && !g.stop_requested,
           "guest left stopped (%u stops, %u resumes)", g.stops, g.resumes);
+    /* The final round went out before the device state failed: counted. */
+    struct zm_round r[64];
+    unsigned n = zm_source_rounds(src, r, 64);
+    CHECK(n == st.iterations && n >= 2 && n <= 64 && r[n - 1].final,
+          "failure at switchover: %u rounds recorded, %u counted", n,
+          st.iterations);
     printf("%-26s source: %s\n", "failure at switchover", zm_errmsg());
     zm_dest_free(d.dst);
     zm_source_free(src);
