@@ -3,9 +3,9 @@
 # a boot, a live migration of a 256 MiB 2-vCPU guest over a UNIX socket
 # (the guest verifies its RAM on the destination and its heartbeat goes on
 # without a gap), a guest that dirties faster than the link carries
-# (max-iterations), and a switchover the destination refuses (the source's
-# guest runs on, its RAM intact).  Skips (77) without KVM or without the
-# guest kernel.
+# (max-iterations), a switchover the destination refuses (the source's
+# guest runs on, its RAM intact), and a VM saved to a file and restored.
+# Skips (77) without KVM or without the guest kernel.
 set -u
 zm=$1
 guest=${2:-}
@@ -264,6 +264,36 @@ check "refused: no verify pass failed" sh -c "! grep -q FAILED '$dir/src3.out'"
 if [ $fail -ne $failed_before ]; then
     show "source stdout" "$dir/src3.out"; show "source stderr" "$dir/src3.err"
     show "destination stderr" "$dir/dst3.err"
+fi
+
+
+# ---- file: the running VM saved to a file, then restored from it ----
+failed_before=$fail
+"$zm" vm --kernel "$guest" --ram 128M --vcpus 2 \
+    --append "rate=20M exit_after_verify=1" --migrate-to "file:$dir/vm.zm" \
+    --migrate-after 1s --compression lz4 --json --quiet \
+    >"$dir/src4.out" 2>"$dir/src4.err" &
+src=$!
+pids="$pids $src"
+wait_end $src 40
+src_status=$?
+"$zm" vm --incoming "file:$dir/vm.zm" --run-for 30s --quiet \
+    >"$dir/dst4.out" 2>"$dir/dst4.err" &
+dst=$!
+pids="$pids $dst"
+wait_end $dst 40
+dst_status=$?
+pids=""
+check "file: the source saves the running VM and exits 0" sh -c \
+    "[ $src_status -eq 0 ] &&
+     tail -n 1 '$dir/src4.out' | grep -q '\"status\": \"completed\"'"
+check "file: restored, the guest verifies its RAM and exits 0" sh -c \
+    "[ $dst_status -eq 0 ] &&
+     grep -q '^verify epoch=2 regions=[0-9]* bad=0 ok' '$dir/dst4.out'"
+if [ $fail -ne $failed_before ]; then
+    show "source stdout" "$dir/src4.out"; show "source stderr" "$dir/src4.err"
+    show "destination stdout" "$dir/dst4.out"
+    show "destination stderr" "$dir/dst4.err"
 fi
 
 exit $fail
