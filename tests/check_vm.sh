@@ -48,6 +48,12 @@ check "--ram 4G: exit 2, names --ram" sh -c \
     "[ $? -eq 2 ] && grep -q -- '--ram' '$dir/err'"
 "$zm" vm --vcpus 0 >"$dir/out" 2>"$dir/err"
 check "--vcpus 0: exit 2" sh -c "[ $? -eq 2 ] && grep -q -- '--vcpus' '$dir/err'"
+"$zm" vm --migrate-to "unix:$dir/r.sock" --dirty-ring 3000 >"$dir/out" 2>"$dir/err"
+check "--dirty-ring 3000: exit 2, not a power of two" sh -c \
+    "[ $? -eq 2 ] && grep -q 'not a power of two' '$dir/err'"
+"$zm" vm --dirty-ring 4096 >"$dir/out" 2>"$dir/err"
+check "--dirty-ring without --migrate-to: exit 2" sh -c \
+    "[ $? -eq 2 ] && grep -q -- '--dirty-ring is for a source' '$dir/err'"
 "$zm" vm --incoming "unix:$dir/p.sock" --mem-prealloc >"$dir/out" 2>"$dir/err"
 check "--incoming --mem-prealloc without --ram: exit 2" sh -c \
     "[ $? -eq 2 ] && grep -q -- '--mem-prealloc with --incoming needs --ram' '$dir/err'"
@@ -169,7 +175,9 @@ if [ $fail -ne 0 ]; then
     show "destination stderr" "$dir/dst.err"
 fi
 
-# ---- a guest that dirties faster than the link: max-iterations ----
+# ---- a guest that dirties faster than the link: max-iterations.  Its
+# writes are tracked by a dirty ring small enough to fill between two
+# harvests (KVM_EXIT_DIRTY_RING_FULL), and the library compares the RAM ----
 sock2="$dir/o.sock"
 failed_before=$fail
 "$zm" vm --incoming "unix:$sock2" --run-for 2500ms --quiet \
@@ -180,7 +188,8 @@ n=0
 while ! [ -S "$sock2" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
 "$zm" vm --kernel "$guest" --ram 128M --vcpus 1 --append "rate=200M" \
     --migrate-to "unix:$sock2" --migrate-after signal --compression zstd \
-    --max-bandwidth 16M --max-iterations 3 --json --quiet \
+    --max-bandwidth 16M --max-iterations 3 --dirty-ring 1024 --verify \
+    --json --quiet \
     >"$dir/src2.out" 2>"$dir/src2.err" &
 src=$!
 pids="$pids $src"

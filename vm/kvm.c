@@ -245,6 +245,19 @@ static int create_vcpu(zm_vm *vm, unsigned id, char *err, size_t err_size)
         return zm_vm_fail(err, err_size, -e, "vCPU %u: mmap kvm_run: %s", id,
                           strerror(e));
     }
+    if (vm->ring_entries) {
+        long page = sysconf(_SC_PAGESIZE);
+        v->ring = mmap(NULL, vm->ring_entries * sizeof(*v->ring),
+                       PROT_READ | PROT_WRITE, MAP_SHARED, v->fd,
+                       (off_t)KVM_DIRTY_LOG_PAGE_OFFSET * page);
+        if (v->ring == MAP_FAILED) {
+            int e = errno;
+            v->ring = NULL;
+            return zm_vm_fail(err, err_size, -e,
+                              "vCPU %u: mmap its dirty ring: %s", id,
+                              strerror(e));
+        }
+    }
     return set_cpuid(vm, v, err, err_size);
 }
 
@@ -323,6 +336,7 @@ int zm_vm_new(uint64_t ram_size, void *ram, unsigned vcpus, int out_fd,
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_mutex_init(&vm->io_lock, NULL);
+    pthread_mutex_init(&vm->ring_lock, NULL);
     vm->uart.lcr = 0x03; /* 8N1, as firmware leaves it */
 
     if ((vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0) {
@@ -446,6 +460,9 @@ void zm_vm_free(zm_vm *vm)
         if (v->run) {
             munmap(v->run, vm->run_size);
         }
+        if (v->ring) {
+            munmap(v->ring, vm->ring_entries * sizeof(*v->ring));
+        }
         if (v->fd >= 0) {
             close(v->fd);
         }
@@ -465,6 +482,8 @@ void zm_vm_free(zm_vm *vm)
     }
     free(vm->cpuid);
     free(vm->dirty_buf);
+    free(vm->ring_dirty);
+    pthread_mutex_destroy(&vm->ring_lock);
     pthread_mutex_destroy(&vm->lock);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->io_lock);
@@ -758,6 +777,8 @@ static bool vcpu_checkpoint(struct zm_vcpu *v)
     return go;
 }
 
+static int ring_full(zm_vm *vm);
+
 /*
  * A vCPU parks only after KVM_RUN returned EINTR: KVM completes a pending
  * port or MMIO read before it honours immediate_exit, so the state saved
@@ -815,6 +836,15 @@ static void *vcpu_thread(void *arg)
         case KVM_EXIT_INTR:
             check = true;
             continue;
+        case KVM_EXIT_DIRTY_RING_FULL: {
+            int ret = ring_full(vm);
+            if (ret < 0) {
+                vcpu_fatal(v, "KVM_RESET_DIRTY_RINGS: %s", strerror(-ret));
+                break;
+            }
+            check = true;
+            continue;
+        }
         case KVM_EXIT_SHUTDOWN:
             vcpu_fatal(v, "the guest shut down (triple fault)");
             break;
@@ -938,12 +968,97 @@ void zm_vm_stop(zm_vm *vm)
     pthread_mutex_unlock(&vm->io_lock);
 }
 
-/* ---- dirty log ---- */
+/* ---- dirty log, or dirty ring ---- */
+
+int zm_vm_set_dirty_ring(zm_vm *vm, uint32_t entries, char *err,
+                         size_t err_size)
+{
+    if (vm->nvcpus) {
+        return zm_vm_fail(err, err_size, -EBUSY,
+                          "the dirty ring comes before the vCPUs");
+    }
+    if (entries < 1024 || entries > 65536 || (entries & (entries - 1))) {
+        return zm_vm_fail(err, err_size, -EINVAL,
+                          "a dirty ring of %u entries: a power of two in "
+                          "1024..65536",
+                          entries);
+    }
+    int max = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_DIRTY_LOG_RING);
+    size_t bytes = (size_t)entries * sizeof(struct kvm_dirty_gfn);
+    if (max <= 0) {
+        return zm_vm_fail(err, err_size, -ENOTSUP,
+                          "this KVM has no dirty ring "
+                          "(KVM_CAP_DIRTY_LOG_RING)");
+    }
+    if (bytes > (size_t)max) {
+        return zm_vm_fail(err, err_size, -EINVAL,
+                          "a dirty ring of %u entries: this KVM takes at "
+                          "most %zu",
+                          entries, (size_t)max / sizeof(struct kvm_dirty_gfn));
+    }
+    uint64_t pages = vm->ram_size / ZM_VM_PAGE;
+    vm->ring_dirty = calloc((pages + 63) / 64, sizeof(uint64_t));
+    if (!vm->ring_dirty) {
+        return zm_vm_fail(err, err_size, -ENOMEM, "out of memory");
+    }
+    struct kvm_enable_cap cap = { .cap = KVM_CAP_DIRTY_LOG_RING,
+                                  .args = { bytes } };
+    int ret = vm_ioctl(vm, KVM_ENABLE_CAP, (uintptr_t)&cap,
+                       "KVM_ENABLE_CAP(DIRTY_LOG_RING)", err, err_size);
+    if (ret == 0) {
+        vm->ring_entries = entries;
+    }
+    return ret;
+}
+
+/*
+ * Moves the pages the vCPUs' rings name into ring_dirty and hands the
+ * entries back: KVM_RESET_DIRTY_RINGS write-protects those pages again.
+ * Under ring_lock; the vCPUs may run.
+ */
+static int ring_harvest(zm_vm *vm)
+{
+    uint64_t pages = vm->ram_size / ZM_VM_PAGE;
+    uint32_t mask = vm->ring_entries - 1;
+    bool any = false;
+
+    for (unsigned i = 0; i < vm->nvcpus; i++) {
+        struct zm_vcpu *v = &vm->vcpus[i];
+        while (v->ring) {
+            struct kvm_dirty_gfn *e = &v->ring[v->ring_next & mask];
+            if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+                  KVM_DIRTY_GFN_F_DIRTY)) {
+                break;
+            }
+            /* Slot 0 is all the RAM; anything else is not ours. */
+            if (e->slot == 0 && e->offset < pages) {
+                vm->ring_dirty[e->offset / 64] |= 1ull << (e->offset % 64);
+            }
+            __atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+                             __ATOMIC_RELEASE);
+            v->ring_next++;
+            any = true;
+        }
+    }
+    if (any && ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+/* A vCPU's ring is full: empty them all, so that it can run on. */
+static int ring_full(zm_vm *vm)
+{
+    pthread_mutex_lock(&vm->ring_lock);
+    int ret = ring_harvest(vm);
+    pthread_mutex_unlock(&vm->ring_lock);
+    return ret;
+}
 
 int zm_vm_dirty_start(zm_vm *vm, char *err, size_t err_size)
 {
     uint64_t pages = vm->ram_size / ZM_VM_PAGE;
-    if (!vm->dirty_buf) {
+    if (!vm->ring_entries && !vm->dirty_buf) {
         vm->dirty_buf = calloc((pages + 63) / 64, sizeof(uint64_t));
         if (!vm->dirty_buf) {
             return zm_vm_fail(err, err_size, -ENOMEM, "out of memory");
@@ -968,6 +1083,20 @@ int64_t zm_vm_dirty_log(zm_vm *vm, uint64_t *bitmap)
 
     if (!vm->dirty_logging) {
         return -EINVAL;
+    }
+    if (vm->ring_entries) {
+        pthread_mutex_lock(&vm->ring_lock);
+        int ret = ring_harvest(vm);
+        for (uint64_t w = 0; ret == 0 && w < words; w++) {
+            uint64_t bits = vm->ring_dirty[w];
+            if (bits) {
+                bitmap[w] |= bits;
+                count += __builtin_popcountll(bits);
+                vm->ring_dirty[w] = 0;
+            }
+        }
+        pthread_mutex_unlock(&vm->ring_lock);
+        return ret < 0 ? ret : count;
     }
     /*
      * KVM's bitmap is unsigned long per 64 pages, bit i = page i: on
@@ -1009,5 +1138,13 @@ void zm_vm_dirty_stop(zm_vm *vm)
     if (vm->dirty_logging) {
         set_slot(vm, 0);
         vm->dirty_logging = false;
+        if (vm->ring_entries) {
+            /* Leave the rings empty for a later start. */
+            pthread_mutex_lock(&vm->ring_lock);
+            ring_harvest(vm);
+            memset(vm->ring_dirty, 0,
+                   (vm->ram_size / ZM_VM_PAGE + 63) / 64 * sizeof(uint64_t));
+            pthread_mutex_unlock(&vm->ring_lock);
+        }
     }
 }

@@ -105,6 +105,16 @@ int64_t zm_vm_dirty_log(zm_vm *vm, uint64_t *bitmap);
 void zm_vm_dirty_stop(zm_vm *vm);
 
 /*
+ * Tracks writes with a dirty ring of entries (a power of two in
+ * 1024..65536) per vCPU instead (KVM_CAP_DIRTY_LOG_RING): call it on a VM
+ * made with 0 vCPUs, before zm_vm_create_vcpus().  zm_vm_dirty_start(),
+ * _log() and _stop() then harvest the rings; a vCPU whose ring fills
+ * empties them all itself and runs on.
+ */
+int zm_vm_set_dirty_ring(zm_vm *vm, uint32_t entries, char *err,
+                         size_t err_size);
+
+/*
  * The state of the paused VM (every vCPU's registers, FPU/XSAVE, MSRs,
  * LAPIC, events; the irqchip, PIT, clock; the UART and the epoch) as one
  * blob into buf (cap bytes).  Returns its size, or -ENOBUFS.

@@ -23,8 +23,10 @@ struct zm_vcpu {
     struct kvm_run *run;
     pthread_t thread;
     bool started;
-    bool parked; /* under vm->lock */
-    bool gone;   /* the thread ended (under vm->lock) */
+    bool parked;                /* under vm->lock */
+    bool gone;                  /* the thread ended (under vm->lock) */
+    struct kvm_dirty_gfn *ring; /* with a dirty ring: its entries */
+    uint32_t ring_next;         /* the next entry to harvest (ring_lock) */
 };
 
 /* The 16550's registers a guest can read back; migrated with the VM. */
@@ -73,6 +75,11 @@ struct zm_vm {
     /* dirty log */
     bool dirty_logging;
     uint64_t *dirty_buf;
+
+    /* dirty ring (zm_vm_set_dirty_ring()); 0 entries: the dirty log */
+    uint32_t ring_entries;
+    pthread_mutex_t ring_lock;
+    uint64_t *ring_dirty; /* harvested, not yet handed over (ring_lock) */
 };
 
 /* ---- the state blob (vmstate.c) ---- */

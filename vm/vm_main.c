@@ -41,7 +41,7 @@ static const char vm_usage[] =
     "    zmigrate vm [--kernel ELF] [--ram SIZE] [--vcpus N] [--append ARGS]\n"
     "                [--mem-prealloc] [--run-for TIME]\n"
     "    zmigrate vm [...] --migrate-to URI [--migrate-after TIME]\n"
-    "                [MIGRATION OPTIONS] [--json] [--quiet]\n"
+    "                [--dirty-ring N] [MIGRATION OPTIONS] [--json] [--quiet]\n"
     "    zmigrate vm --incoming URI [--ram SIZE [--mem-prealloc]] [--vcpus N]\n"
     "                [--run-for TIME] [--json] [--quiet]\n"
     "\n"
@@ -88,11 +88,16 @@ static const char vm_usage[] =
     "    --migrate-to URI         tcp:HOST:PORT, unix:PATH or file:PATH\n"
     "    --migrate-after TIME     when to start (default 1s; 'signal': only\n"
     "                             at SIGUSR2)\n"
+    "    --dirty-ring N           track the guest's writes with a KVM dirty\n"
+    "                             ring of N entries per vCPU (a power of two,\n"
+    "                             1024..65536; QEMU's dirty-ring-size)\n"
+    "                             instead of the dirty log\n"
     "    --incoming URI           receive a VM on URI (tcp:HOST:PORT or\n"
     "                             unix:PATH to listen on, file:PATH to read)\n"
     "\n"
     "MIGRATION OPTIONS (as zmigrate send)\n" ZM_MIGRATION_OPTIONS_HELP
-    "    Dirty pages always come from KVM's dirty log.\n"
+    "    Dirty pages always come from KVM: its dirty log, or with\n"
+    "    --dirty-ring its per-vCPU dirty rings.\n"
     "\n"
     "OUTPUT\n"
     "    stdout carries the guest's serial output.  The source prints the\n"
@@ -124,6 +129,7 @@ struct vm_options {
     const char *kernel;
     uint64_t ram;
     bool mem_prealloc;
+    uint32_t dirty_ring;
     unsigned vcpus;
     const char *append;
     uint64_t run_for_ns;
@@ -140,6 +146,7 @@ enum {
     OPT_APPEND,
     OPT_RUN_FOR,
     OPT_MIGRATE_TO,
+    OPT_DIRTY_RING,
     OPT_MIGRATE_AFTER,
     OPT_INCOMING,
 };
@@ -152,6 +159,7 @@ static const struct option vm_long_options[] = {
     { "append", required_argument, NULL, OPT_APPEND },
     { "run-for", required_argument, NULL, OPT_RUN_FOR },
     { "migrate-to", required_argument, NULL, OPT_MIGRATE_TO },
+    { "dirty-ring", required_argument, NULL, OPT_DIRTY_RING },
     { "migrate-after", required_argument, NULL, OPT_MIGRATE_AFTER },
     { "incoming", required_argument, NULL, OPT_INCOMING },
     ZM_MIGRATION_LONG_OPTIONS,
@@ -210,6 +218,14 @@ static void parse_vm_options(int argc, char **argv, struct vm_options *o)
         case OPT_MIGRATE_TO:
             o->migrate_to = optarg;
             break;
+        case OPT_DIRTY_RING:
+            o->dirty_ring = (uint32_t)zm_parse_count_opt("--dirty-ring", optarg,
+                                                         1024, 65536);
+            if (o->dirty_ring & (o->dirty_ring - 1)) {
+                zm_usage_error("--dirty-ring: '%s' is not a power of two",
+                               optarg);
+            }
+            break;
         case OPT_MIGRATE_AFTER:
             o->migrate_after_ns = strcmp(optarg, "signal") == 0
                                       ? NEVER
@@ -235,6 +251,11 @@ static void parse_vm_options(int argc, char **argv, struct vm_options *o)
                        o->migrate_to ? "--migrate-to"
                        : o->kernel   ? "--kernel"
                                      : "--append");
+    }
+    if (o->dirty_ring && !o->migrate_to) {
+        zm_usage_error("%s is for a source (--migrate-to): only it tracks "
+                       "the guest's writes",
+                       "--dirty-ring");
     }
     if (o->incoming && o->mem_prealloc && !o->ram) {
         zm_usage_error("%s with --incoming needs --ram: without it the RAM "
@@ -578,8 +599,11 @@ static int run_boot(struct vm_options *o)
         fprintf(stderr, "zmigrate vm: out of resources\n");
         goto out;
     }
-    if (zm_vm_new(o->ram, NULL, o->vcpus, STDOUT_FILENO, &vm, err,
-                  sizeof(err)) < 0 ||
+    /* A dirty ring comes before the vCPUs. */
+    if (zm_vm_new(o->ram, NULL, 0, STDOUT_FILENO, &vm, err, sizeof(err)) < 0 ||
+        (o->dirty_ring &&
+         zm_vm_set_dirty_ring(vm, o->dirty_ring, err, sizeof(err)) < 0) ||
+        zm_vm_create_vcpus(vm, o->vcpus, err, sizeof(err)) < 0 ||
         (o->mem_prealloc && zm_vm_prealloc(vm, err, sizeof(err)) < 0)) {
         fprintf(stderr, "zmigrate vm: %s\n", err);
         goto out;
