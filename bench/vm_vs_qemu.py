@@ -206,7 +206,8 @@ def run_qemu(a, link, method, wd):
     qmp_mod = load_module("qemu_mig_bench", a.qemu_script)
     uri = "tcp:%s:%d" % (link.dst_host, link.port())
     rec = {"tool": "qemu", "method": method, "status": "error"}
-    common = ["-accel", "kvm", "-m", a.ram, "-smp", str(a.vcpus),
+    accel = "kvm,dirty-ring-size=%d" % a.dirty_ring if a.dirty_ring else "kvm"
+    common = ["-accel", accel, "-m", a.ram, "-smp", str(a.vcpus),
               "-kernel", a.kernel, "-append", append_line(a), "-nodefaults",
               "-no-user-config", "-display", "none"]
     src = dst = qs = qd = None
@@ -305,7 +306,8 @@ def run_zmigrate(a, link, method, wd):
         src = spawn(link.wrap("src", [a.zmigrate, "vm", "--kernel", a.kernel,
                                       "--ram", a.ram, "--vcpus", str(a.vcpus),
                                       "--append", append_line(a),
-                                      "--migrate-to", uri, "--migrate-after", "1h"] + flags),
+                                      "--migrate-to", uri, "--migrate-after", "1h"] + flags +
+                                     (["--dirty-ring", str(a.dirty_ring)] if a.dirty_ring else [])),
                     "%s/src.log" % wd, stdout=src_out)
         wait_for_line("%s/src.serial" % wd, "zmguest: filled", a.fill_timeout, [src, dst])
         time.sleep(a.settle)
@@ -450,6 +452,10 @@ def main():
                          "tools (QEMU -mem-prealloc, zmigrate vm --mem-prealloc); "
                          "the sources stay as they are, so that their zero checks "
                          "still read never-touched pages as the shared zero page")
+    ap.add_argument("--dirty-ring", type=int, default=0, metavar="N",
+                    help="track dirty pages with KVM dirty rings of N entries per vCPU, "
+                         "in both tools (QEMU -accel kvm,dirty-ring-size=N, zmigrate vm "
+                         "--dirty-ring N); default: the dirty log")
     ap.add_argument("--fill-timeout", type=int, default=120)
     ap.add_argument("--run-timeout", type=int, default=300)
     ap.add_argument("--out", help="JSON lines, appended (required to run)")
@@ -496,7 +502,7 @@ def main():
                                     "vcpus": a.vcpus, "rate": a.rate,
                                     "channels": a.channels, "level": a.level,
                                     "prewarm_gib": a.prewarm, "zm_flags": a.zm_flags,
-                                    "mem_prealloc": a.mem_prealloc,
+                                    "mem_prealloc": a.mem_prealloc, "dirty_ring": a.dirty_ring,
                                     "loadavg": os.getloadavg()[0], "workdir": wd})
                         out.write(json.dumps(rec) + "\n")
                         out.flush()
