@@ -973,9 +973,9 @@ void zm_vm_stop(zm_vm *vm)
 int zm_vm_set_dirty_ring(zm_vm *vm, uint32_t entries, char *err,
                          size_t err_size)
 {
-    if (vm->nvcpus) {
+    if (vm->nvcpus || vm->ring_entries) {
         return zm_vm_fail(err, err_size, -EBUSY,
-                          "the dirty ring comes before the vCPUs");
+                          "the dirty ring comes once, before the vCPUs");
     }
     if (entries < 1024 || entries > 65536 || (entries & (entries - 1))) {
         return zm_vm_fail(err, err_size, -EINVAL,
@@ -1005,22 +1005,26 @@ int zm_vm_set_dirty_ring(zm_vm *vm, uint32_t entries, char *err,
                                   .args = { bytes } };
     int ret = vm_ioctl(vm, KVM_ENABLE_CAP, (uintptr_t)&cap,
                        "KVM_ENABLE_CAP(DIRTY_LOG_RING)", err, err_size);
-    if (ret == 0) {
-        vm->ring_entries = entries;
+    if (ret < 0) {
+        free(vm->ring_dirty);
+        vm->ring_dirty = NULL;
+        return ret;
     }
-    return ret;
+    vm->ring_entries = entries;
+    return 0;
 }
 
 /*
  * Moves the pages the vCPUs' rings name into ring_dirty and hands the
  * entries back: KVM_RESET_DIRTY_RINGS write-protects those pages again.
- * Under ring_lock; the vCPUs may run.
+ * Under ring_lock; the vCPUs may run.  A reset that failed is owed: the
+ * next harvest makes it even if it finds nothing new, or a full ring
+ * would stay full.
  */
 static int ring_harvest(zm_vm *vm)
 {
     uint64_t pages = vm->ram_size / ZM_VM_PAGE;
     uint32_t mask = vm->ring_entries - 1;
-    bool any = false;
 
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         struct zm_vcpu *v = &vm->vcpus[i];
@@ -1037,12 +1041,21 @@ static int ring_harvest(zm_vm *vm)
             __atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
                              __ATOMIC_RELEASE);
             v->ring_next++;
-            any = true;
+            vm->ring_reset_owed = true;
         }
     }
-    if (any && ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0) < 0) {
+    if (!vm->ring_reset_owed) {
+        return 0;
+    }
+    /* Newer kernels stop a long reset for a signal, a pause's kick. */
+    int ret;
+    do {
+        ret = ioctl(vm->vm_fd, KVM_RESET_DIRTY_RINGS, 0);
+    } while (ret < 0 && errno == EINTR);
+    if (ret < 0) {
         return -errno;
     }
+    vm->ring_reset_owed = false;
     return 0;
 }
 

@@ -80,6 +80,7 @@ struct zm_vm {
     uint32_t ring_entries;
     pthread_mutex_t ring_lock;
     uint64_t *ring_dirty; /* harvested, not yet handed over (ring_lock) */
+    bool ring_reset_owed; /* entries marked for reset, not reset (ring_lock) */
 };
 
 /* ---- the state blob (vmstate.c) ---- */
