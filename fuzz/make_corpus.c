@@ -8,7 +8,9 @@
  * scattered pages, zero pages, both regions of fuzz_packet's decoder),
  * valid streams of every codec in fuzz_codec's input format, and
  * round-trip inputs that reach each codec and page kind; and DIR/multiboot/:
- * minimal multiboot ELF32 kernels built by hand.  (The vmstate seed is a
+ * minimal multiboot ELF32 kernels built by hand; DIR/stream/: file:
+ * migrations of fuzz_stream's regions made by a real zm_source, every
+ * codec, with and without VERIFY.  (The vmstate seed is a
  * blob from the real saver, which needs /dev/kvm: see fuzz/README.md.)
  * Its output is
  * checked in as fuzz/corpora/ (fuzz/README.md); tests do not run it.
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "fuzz_data_producer.h"
@@ -487,6 +490,104 @@ static void multiboot_seeds(void)
                    3);
 }
 
+/* ---- fuzz_stream: file: migrations of fuzz_stream's two regions ------ */
+
+#define STREAM_RAM_PAGES 64u
+#define STREAM_ROM_PAGES 3u
+
+struct stream_source {
+    unsigned char *ram, *rom;
+    unsigned dirty_calls;
+};
+
+/* Round 1 finds two pages of ram rewritten; later rounds find none. */
+static int stream_dirty_log(void *opaque, unsigned region, uint64_t *bitmap)
+{
+    struct stream_source *s = opaque;
+
+    if (region == 0 && s->dirty_calls++ == 0) {
+        fill_text(s->ram + 20 * PAGE, 2 * PAGE);
+        bitmap[0] |= 3ull << 20;
+    }
+    return 0;
+}
+
+static ssize_t stream_save_state(void *opaque, void *buf, size_t cap)
+{
+    static const char state[] = "device state of the seed";
+
+    (void)opaque;
+    if (cap < sizeof(state)) {
+        return -ENOBUFS;
+    }
+    memcpy(buf, state, sizeof(state));
+    return sizeof(state);
+}
+
+static void stream_seed(const char *name, int codec, unsigned channels,
+                        unsigned batch, bool verify)
+{
+    static unsigned char ram[STREAM_RAM_PAGES * PAGE]
+        __attribute__((aligned(4096)));
+    static unsigned char rom[STREAM_ROM_PAGES * PAGE]
+        __attribute__((aligned(4096)));
+    static unsigned char file[MAX_SEED + 1];
+    struct stream_source s = { ram, rom, 0 };
+    struct zm_source_hooks hooks = { .opaque = &s,
+                                     .save_state = stream_save_state,
+                                     .dirty_log = stream_dirty_log };
+    struct zm_params p;
+    zm_source *src;
+    char path[512], uri[600];
+
+    /* Mostly zero, as fresh guest RAM: zero pages travel as indices. */
+    memset(ram, 0, sizeof(ram));
+    memset(rom, 0, sizeof(rom));
+    for (unsigned i = 0; i < 6; i++) {
+        fill_text(ram + (1 + 7 * i) * PAGE, PAGE);
+    }
+    fill_random(rom + PAGE, PAGE / 2);
+
+    zm_params_init(&p);
+    p.compression = codec;
+    p.multifd_channels = channels;
+    p.batch_pages = batch;
+    p.dirty_tracking = ZM_TRACKING_EMBEDDER;
+    p.verify = verify;
+    snprintf(path, sizeof(path), "%s/stream.tmp", out_dir);
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    if (zm_source_new(&p, &hooks, &src) < 0 ||
+        zm_source_add_region(src, "ram", ram, sizeof(ram)) < 0 ||
+        zm_source_add_region(src, "rom", rom, sizeof(rom)) < 0 ||
+        zm_source_run(src, uri) < 0) {
+        fprintf(stderr, "make_corpus: stream %s: %s\n", name, zm_errmsg());
+        exit(1);
+    }
+    zm_source_free(src);
+
+    FILE *f = fopen(path, "rb");
+    size_t len = f ? fread(file, 1, sizeof(file), f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    unlink(path);
+    save("stream", name, file, len);
+}
+
+static void stream_seeds(void)
+{
+    char name[64];
+
+    for (int id = 0; id < ZM_CODEC_COUNT; id++) {
+        if (zm_codec_available(id)) {
+            snprintf(name, sizeof(name), "%s-2ch-batch8", zm_codec_name(id));
+            stream_seed(name, id, 2, 8, false);
+        }
+    }
+    stream_seed("none-1ch-batch128-verify", ZM_CODEC_NONE, 1, 128, true);
+    stream_seed("zstd-3ch-batch1-verify", ZM_CODEC_ZSTD, 3, 1, true);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -507,6 +608,7 @@ int main(int argc, char **argv)
     codec_seeds();
     roundtrip_seeds();
     multiboot_seeds();
+    stream_seeds();
     printf("wrote %u seeds under %s\n", written, out_dir);
     return 0;
 }
