@@ -50,6 +50,7 @@ struct zm_dest {
     struct zm_uri uri;
     zm_listener *listener;
     zm_conn *main;
+    zm_conn *pending;      /* accepted, its HELLO not yet read */
     struct zm_hello hello; /* the source's */
     struct dst_channel *chans;
     unsigned nchans;
@@ -146,6 +147,7 @@ ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
 static void shutdown_all(zm_dest *dst)
 {
     zm_conn_shutdown(dst->main);
+    zm_conn_shutdown(dst->pending);
     for (unsigned i = 0; dst->chans && i < dst->nchans; i++) {
         if (dst->chans[i].conn != dst->main) {
             zm_conn_shutdown(dst->chans[i].conn);
@@ -512,19 +514,45 @@ static int handshake(zm_dest *dst)
     return ret;
 }
 
-/* Accepts the data channels of this session, in any order. */
+/*
+ * Accepts the data channels of this session, in any order, within 10 s of
+ * the last one.  A failure or cancel ends the wait: accepting polls for
+ * it, and the connection whose HELLO is awaited is shut down by fail().
+ */
 static int accept_channels(zm_dest *dst)
 {
     unsigned char body[ZM_HELLO_SIZE];
     struct zm_hello h;
     uint32_t len;
 
-    for (unsigned got = 0; got < dst->nchans;) {
+    for (unsigned got = 0, waited_ms = 0; got < dst->nchans;) {
         zm_conn *conn;
-        int ret = zm_listener_accept(dst->listener, 10000, &conn);
+        int ret = zm_listener_accept(dst->listener, 200, &conn);
+        if (ret == -ETIMEDOUT) {
+            pthread_mutex_lock(&dst->lock);
+            bool failed = dst->failed;
+            pthread_mutex_unlock(&dst->lock);
+            if (failed) {
+                return -ECANCELED; /* zm_dest_run() reports the reason */
+            }
+            if ((waited_ms += 200) < 10000) {
+                continue;
+            }
+            return zm_error(-ETIMEDOUT,
+                            "%s: %u of %u data channels connected "
+                            "within 10 s",
+                            zm_dest_uri(dst), got, dst->nchans);
+        }
         if (ret < 0) {
             return ret;
         }
+        waited_ms = 0;
+        pthread_mutex_lock(&dst->lock);
+        dst->pending = conn;
+        if (dst->failed) {
+            zm_conn_shutdown(conn); /* cancelled meanwhile */
+        }
+        pthread_mutex_unlock(&dst->lock);
         ret = zm_frame_expect(conn, ZM_FRAME_HELLO, body, sizeof(body), &len);
         if (ret == 0) {
             ret = zm_hello_decode(body, len, &h);
@@ -537,16 +565,16 @@ static int accept_channels(zm_dest *dst)
                            "channel of this migration (channel %u)",
                            h.channel);
         }
+        pthread_mutex_lock(&dst->lock);
+        dst->pending = NULL;
+        if (ret == 0) {
+            dst->chans[h.channel - 1].conn = conn;
+        }
+        pthread_mutex_unlock(&dst->lock);
         if (ret < 0) {
             zm_conn_close(conn);
             return ret;
         }
-        pthread_mutex_lock(&dst->lock);
-        dst->chans[h.channel - 1].conn = conn;
-        if (dst->failed) {
-            zm_conn_shutdown(conn); /* cancelled meanwhile */
-        }
-        pthread_mutex_unlock(&dst->lock);
         got++;
     }
     return 0;

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "channel.h"
 #include "test_util.h"
+#include "transport.h"
 #include "zmigrate.h"
 
 #define RAM (32u << 20)
@@ -432,6 +434,64 @@ static void test_failure(void)
     guest_fini(&g);
 }
 
+/*
+ * A peer that opens a data channel and then says nothing: zm_dest_cancel()
+ * still ends zm_dest_run(), in whichever wait it is (accepting the data
+ * channels, or reading the silent one's HELLO).  A hang fails the test by
+ * its timeout.
+ */
+static void test_cancel_silent_channel(bool connect_data)
+{
+    struct dest_run d = { 0 };
+    struct zm_hello hello = { .channel = 0,
+                              .channels = 2,
+                              .page_size = 4096,
+                              .max_pages = 128,
+                              .codec = ZM_CODEC_NONE };
+    struct zm_layout_region region = { .name = "pc.ram", .size = 1 << 20 };
+    unsigned char hello_body[ZM_HELLO_SIZE], layout[64], reply[256];
+    struct zm_uri uri;
+    zm_conn *main_conn, *data_conn = NULL;
+    pthread_t thread;
+    uint32_t len;
+
+    CHECK(zm_dest_new(NULL, NULL, &d.dst) == 0, "dest");
+    CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen");
+    pthread_create(&thread, NULL, dest_thread, &d);
+    CHECK(zm_uri_parse(zm_dest_uri(d.dst), &uri) == 0 &&
+              zm_conn_connect(&uri, &main_conn) == 0,
+          "connect: %s", zm_errmsg());
+    memset(hello.session, 0x5a, sizeof(hello.session));
+    zm_hello_encode(&hello, hello_body);
+    ssize_t layout_len = zm_layout_encode(&region, 1, layout, sizeof(layout));
+    struct iovec hv = { hello_body, sizeof(hello_body) };
+    struct iovec lv = { layout, (size_t)layout_len };
+    CHECK(layout_len > 0 &&
+              zm_frame_write(main_conn, ZM_FRAME_HELLO, &hv, 1) == 0 &&
+              zm_frame_write(main_conn, ZM_FRAME_LAYOUT, &lv, 1) == 0 &&
+              zm_frame_expect(main_conn, ZM_FRAME_ACCEPT, reply, sizeof(reply),
+                              &len) == 0,
+          "handshake: %s", zm_errmsg());
+    /* The ACCEPT has gone out, so the destination is waiting for data
+     * channels, or (once this connects) for the HELLO of one. */
+    if (connect_data) {
+        CHECK(zm_conn_connect(&uri, &data_conn) == 0, "connect data: %s",
+              zm_errmsg());
+        usleep(100000); /* most likely accepted by now; either wait will do */
+    }
+    zm_dest_cancel(d.dst);
+    pthread_join(thread, NULL);
+    CHECK(d.ret == -ECANCELED, "cancelled while %s: %d, '%s'",
+          connect_data ? "a data channel was silent" : "accepting", d.ret,
+          d.msg);
+    printf("%-26s %s\n",
+           connect_data ? "cancel, silent channel" : "cancel, accepting",
+           d.msg);
+    zm_conn_close(data_conn);
+    zm_conn_close(main_conn);
+    zm_dest_free(d.dst);
+}
+
 int main(void)
 {
     struct zm_stats st;
@@ -532,5 +592,7 @@ int main(void)
 
     test_failure();
     test_verify_mismatch();
+    test_cancel_silent_channel(false);
+    test_cancel_silent_channel(true);
     return t_exit();
 }
