@@ -4,6 +4,7 @@
  * Frames arrive whole; lengths over the limit, wrong types, refusals and
  * torn streams give distinct errors; HELLO and LAYOUT round-trip and every
  * malformed field is refused; random damage never crashes the decoders.
+ * A message wrapped in context by zm_error() keeps the message it wraps.
  */
 #include <errno.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 #include "channel.h"
 #include "endian_util.h"
+#include "error.h"
 #include "test_util.h"
 #include "zmigrate.h"
 
@@ -193,8 +195,30 @@ static void test_layout(void)
     }
 }
 
+/* The library's idiom, zm_error(ret, "context: %s", zm_errmsg()), reads
+ * the message it replaces. */
+static void test_error_context(void)
+{
+    char longer[300];
+
+    zm_error(-EBADMSG, "checksum mismatch (%d)", 42);
+    zm_error(-EBADMSG, "channel %u: %s", 3u, zm_errmsg());
+    CHECK(strcmp(zm_errmsg(), "channel 3: checksum mismatch (42)") == 0,
+          "wrapped: '%s'", zm_errmsg());
+
+    memset(longer, 'x', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    zm_error(-EPROTO, "%s", longer);
+    size_t len = strlen(zm_errmsg());
+    zm_error(-EPROTO, "ab: %s", zm_errmsg());
+    CHECK(strlen(zm_errmsg()) == len && strncmp(zm_errmsg(), "ab: xxx", 7) == 0,
+          "wrapped at the limit: %zu bytes, '%.10s...'", strlen(zm_errmsg()),
+          zm_errmsg());
+}
+
 int main(void)
 {
+    test_error_context();
     test_frames();
     test_hello();
     test_layout();

@@ -11,13 +11,17 @@
 
 static _Thread_local char last_message[256];
 
+/* Callers wrap a message in context: zm_error(ret, "x: %s", zm_errmsg()).
+ * So the arguments may point into last_message: format apart, then copy. */
 int zm_error(int err, const char *fmt, ...)
 {
+    char message[sizeof(last_message)];
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(last_message, sizeof(last_message), fmt, ap);
+    vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
+    memcpy(last_message, message, sizeof(message));
     return err;
 }
 
