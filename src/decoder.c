@@ -7,7 +7,8 @@
  * written; a channel reads raw payloads straight into the pages instead
  * (zm_decode_raw_begin/end) and verifies them there.  Compressed ones
  * decompress straight into place when their pages are consecutive (the
- * common case) and are verified right after.
+ * common case) and are verified right after; pages a decompressor failed
+ * on are left zero.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -283,6 +284,11 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
         }
         if (codec->decompress(state, payload, h.payload_size, dst, data_size) <
             0) {
+            /* Partial output is garbage, and libzstd's can hold bytes of
+             * its own uninitialised memory: none of it stays in the guest. */
+            if (consecutive) {
+                memset(dst, 0, data_size);
+            }
             return zm_error(-EBADMSG,
                             "packet: %s payload of %u bytes does "
                             "not decompress to %u pages",
