@@ -9,11 +9,11 @@
  * valid streams of every codec in fuzz_codec's input format, and
  * round-trip inputs that reach each codec and page kind; and DIR/multiboot/:
  * minimal multiboot ELF32 kernels built by hand; DIR/stream/: file:
- * migrations of fuzz_stream's regions made by a real zm_source, every
- * codec, with and without VERIFY.  (The vmstate seed is a
- * blob from the real saver, which needs /dev/kvm: see fuzz/README.md.)
- * Its output is
- * checked in as fuzz/corpora/ (fuzz/README.md); tests do not run it.
+ * migrations of fuzz_stream's regions made by a real zm_source (every
+ * codec, two rounds, with and without VERIFY, either region order).  The
+ * vmstate seed is a blob from the real saver, which needs /dev/kvm: see
+ * fuzz/README.md.  Its output is checked in as fuzz/corpora/
+ * (fuzz/README.md); tests do not run it.
  */
 #include <elf.h>
 #include <errno.h>
@@ -497,17 +497,23 @@ static void multiboot_seeds(void)
 
 struct stream_source {
     unsigned char *ram, *rom;
+    unsigned ram_region; /* its index in the layout */
     unsigned dirty_calls;
 };
 
-/* Round 1 finds two pages of ram rewritten; later rounds find none. */
+/*
+ * The first call starts the log.  The second, after round 0, finds two
+ * pages of ram rewritten and one that had data now zero: round 1 sends
+ * them.  Later calls find nothing.
+ */
 static int stream_dirty_log(void *opaque, unsigned region, uint64_t *bitmap)
 {
     struct stream_source *s = opaque;
 
-    if (region == 0 && s->dirty_calls++ == 0) {
+    if (region == s->ram_region && s->dirty_calls++ == 1) {
         fill_text(s->ram + 20 * PAGE, 2 * PAGE);
-        bitmap[0] |= 3ull << 20;
+        memset(s->ram + 1 * PAGE, 0, PAGE);
+        bitmap[0] |= 3ull << 20 | 1ull << 1;
     }
     return 0;
 }
@@ -525,14 +531,14 @@ static ssize_t stream_save_state(void *opaque, void *buf, size_t cap)
 }
 
 static void stream_seed(const char *name, int codec, unsigned channels,
-                        unsigned batch, bool verify)
+                        unsigned batch, bool verify, bool rom_first)
 {
     static unsigned char ram[STREAM_RAM_PAGES * PAGE]
         __attribute__((aligned(4096)));
     static unsigned char rom[STREAM_ROM_PAGES * PAGE]
         __attribute__((aligned(4096)));
     static unsigned char file[MAX_SEED + 1];
-    struct stream_source s = { ram, rom, 0 };
+    struct stream_source s = { ram, rom, rom_first ? 1 : 0, 0 };
     struct zm_source_hooks hooks = { .opaque = &s,
                                      .save_state = stream_save_state,
                                      .dirty_log = stream_dirty_log };
@@ -556,11 +562,15 @@ static void stream_seed(const char *name, int codec, unsigned channels,
     p.verify = verify;
     snprintf(path, sizeof(path), "%s/stream.tmp", out_dir);
     snprintf(uri, sizeof(uri), "file:%s", path);
+    /* The destination matches regions by name: either order works. */
     if (zm_source_new(&p, &hooks, &src) < 0 ||
+        (rom_first && zm_source_add_region(src, "rom", rom, sizeof(rom)) < 0) ||
         zm_source_add_region(src, "ram", ram, sizeof(ram)) < 0 ||
-        zm_source_add_region(src, "rom", rom, sizeof(rom)) < 0 ||
+        (!rom_first &&
+         zm_source_add_region(src, "rom", rom, sizeof(rom)) < 0) ||
         zm_source_run(src, uri) < 0) {
         fprintf(stderr, "make_corpus: stream %s: %s\n", name, zm_errmsg());
+        unlink(path);
         exit(1);
     }
     zm_source_free(src);
@@ -571,6 +581,10 @@ static void stream_seed(const char *name, int codec, unsigned channels,
         fclose(f);
     }
     unlink(path);
+    if (len == 0 || len > MAX_SEED) {
+        fprintf(stderr, "make_corpus: stream %s: %zu bytes\n", name, len);
+        exit(1);
+    }
     save("stream", name, file, len);
 }
 
@@ -581,11 +595,12 @@ static void stream_seeds(void)
     for (int id = 0; id < ZM_CODEC_COUNT; id++) {
         if (zm_codec_available(id)) {
             snprintf(name, sizeof(name), "%s-2ch-batch8", zm_codec_name(id));
-            stream_seed(name, id, 2, 8, false);
+            stream_seed(name, id, 2, 8, false, false);
         }
     }
-    stream_seed("none-1ch-batch128-verify", ZM_CODEC_NONE, 1, 128, true);
-    stream_seed("zstd-3ch-batch1-verify", ZM_CODEC_ZSTD, 3, 1, true);
+    stream_seed("none-1ch-batch128-verify", ZM_CODEC_NONE, 1, 128, true, false);
+    stream_seed("zstd-3ch-batch1-verify", ZM_CODEC_ZSTD, 3, 1, true, false);
+    stream_seed("lz4-rom-first", ZM_CODEC_LZ4, 1, 16, false, true);
 }
 
 int main(int argc, char **argv)

@@ -451,7 +451,7 @@ static void test_cancel_silent_channel(bool connect_data)
     struct zm_layout_region region = { .name = "pc.ram", .size = 1 << 20 };
     unsigned char hello_body[ZM_HELLO_SIZE], layout[64], reply[256];
     struct zm_uri uri;
-    zm_conn *main_conn, *data_conn = NULL;
+    zm_conn *main_conn = NULL, *data_conn = NULL;
     pthread_t thread;
     uint32_t len;
 
