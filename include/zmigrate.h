@@ -371,11 +371,17 @@ ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
  * Migrates to uri (tcp:HOST:PORT, unix:PATH or file:PATH) and returns when
  * it completed (0) or failed (-errno, zm_errmsg() says why; the guest runs
  * on as it was).  Blocks; other threads may call zm_source_stats() and
- * zm_source_cancel().
+ * zm_source_cancel().  May be called again once it has returned, e.g. to
+ * retry after a failure.
  */
 ZM_API int zm_source_run(zm_source *src, const char *uri);
 
-/* Stops a running migration: zm_source_run() returns -ECANCELED. */
+/*
+ * Stops a running migration, or the next one: zm_source_run() returns
+ * -ECANCELED.  Once the source has sent the end of the migration (END,
+ * after the last pages and the device state) it is too late and the cancel
+ * is ignored: the destination may be running the guest already.
+ */
 ZM_API void zm_source_cancel(zm_source *src);
 ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats);
 
@@ -451,6 +457,11 @@ ZM_API unsigned zm_dest_region_count(const zm_dest *dst);
 ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
                           void **base, size_t *size);
 
+/*
+ * Stops a running zm_dest_run(), which returns -ECANCELED; the source fails
+ * and resumes its guest.  Too late once the destination has sent its last
+ * COMPLETE (after the check, with verify).
+ */
 ZM_API void zm_dest_cancel(zm_dest *dst);
 ZM_API void zm_dest_stats(zm_dest *dst, struct zm_stats *stats);
 ZM_API void zm_dest_free(zm_dest *dst);

@@ -427,11 +427,15 @@ static int make_channels(zm_dest *dst)
                                           dst->regions[i].size };
     }
     /* file: carries every channel's frames in one stream. */
-    dst->nchans = dst->uri.kind == ZM_URI_FILE ? 1 : dst->hello.channels;
-    dst->chans = calloc(dst->nchans, sizeof(*dst->chans));
-    if (!dst->chans) {
+    unsigned nchans = dst->uri.kind == ZM_URI_FILE ? 1 : dst->hello.channels;
+    struct dst_channel *chans = calloc(nchans, sizeof(*chans));
+    if (!chans) {
         return zm_error(-ENOMEM, "out of memory");
     }
+    pthread_mutex_lock(&dst->lock); /* fail() walks them */
+    dst->chans = chans;
+    dst->nchans = nchans;
+    pthread_mutex_unlock(&dst->lock);
     for (unsigned i = 0; i < dst->nchans; i++) {
         struct dst_channel *ch = &dst->chans[i];
         ch->dst = dst;
@@ -589,6 +593,10 @@ static int read_file(zm_dest *dst, uint64_t *pages)
 
     ch->conn = dst->main;
     for (;;) {
+        /* A file cannot be shut down under a read: look for a cancel. */
+        if (atomic_load(&dst->cancelled)) {
+            return -ECANCELED; /* zm_dest_run() gives the reason */
+        }
         ret = zm_frame_read_header(dst->main, ch->cap, &type, &len);
         if (ret < 0) {
             return zm_error(ret == -ENODATA ? -ECONNRESET : ret,
@@ -750,7 +758,8 @@ static int receive(zm_dest *dst)
     for (unsigned i = 0; i < dst->nchans; i++) {
         if (pthread_create(&dst->chans[i].thread, NULL, data_thread,
                            &dst->chans[i]) != 0) {
-            return zm_error(-EAGAIN, "cannot start channel threads");
+            /* Those started would wait at the first SYNC for this one. */
+            return fail(dst, zm_error(-EAGAIN, "cannot start channel threads"));
         }
         dst->chans[i].started = true;
     }
@@ -787,20 +796,26 @@ ZM_API int zm_dest_run(zm_dest *dst)
     pthread_mutex_unlock(&dst->stats_lock);
 
     int ret = receive(dst);
-    if (ret < 0) {
-        pthread_mutex_lock(&dst->lock);
-        if (dst->failed) {
-            ret = dst->error;
-            zm_error(ret, "%s", dst->errmsg);
-        }
-        pthread_mutex_unlock(&dst->lock);
+    /* A cancel may also land after the last read (in load_state, say):
+     * then the source must not be told COMPLETE, nor the caller 0. */
+    pthread_mutex_lock(&dst->lock);
+    if (dst->failed) {
+        ret = dst->error;
+        zm_error(ret, "%s", dst->errmsg);
     }
+    pthread_mutex_unlock(&dst->lock);
     char msg[256];
     snprintf(msg, sizeof(msg), "%s", zm_errmsg());
     if (dst->main && dst->uri.kind != ZM_URI_FILE) {
         struct iovec iov = { msg, ret < 0 ? strlen(msg) : 0 };
-        zm_frame_write(dst->main, ret < 0 ? ZM_FRAME_FAIL : ZM_FRAME_COMPLETE,
-                       &iov, 1);
+        int wret = zm_frame_write(
+            dst->main, ret < 0 ? ZM_FRAME_FAIL : ZM_FRAME_COMPLETE, &iov, 1);
+        if (ret == 0 && wret < 0) {
+            /* The source never hears of it, and resumes its guest. */
+            ret = wret;
+            snprintf(msg, sizeof(msg), "sending COMPLETE: %s",
+                     zm_strerror(wret));
+        }
     }
     if (ret < 0) {
         shutdown_all(dst);

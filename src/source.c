@@ -65,12 +65,16 @@ struct zm_source {
     pthread_mutex_t lock;
     pthread_cond_t work_cond;
     pthread_cond_t idle_cond;
+    pthread_cond_t quit_cond; /* rate_limit()'s sleep, ended by fail() */
     unsigned cur_region;
     uint64_t cur_page;
     bool round_open;
     unsigned busy;
     uint64_t skipped; /* this round's, for stats.skipped */
     bool quit;
+    /* END has gone out: the destination may run the guest already, so a
+     * cancel no longer stops the migration (it would resume ours too). */
+    bool committed;
     int error;
     char errmsg[256];
 
@@ -246,6 +250,7 @@ ZM_API int zm_source_new(const struct zm_params *params,
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&src->idle_cond, &attr);
+    pthread_cond_init(&src->quit_cond, &attr);
     pthread_condattr_destroy(&attr);
     *out = src;
     return 0;
@@ -310,6 +315,12 @@ static int fail(zm_source *src, int err);
 
 ZM_API void zm_source_cancel(zm_source *src)
 {
+    pthread_mutex_lock(&src->lock);
+    bool committed = src->committed;
+    pthread_mutex_unlock(&src->lock);
+    if (committed) {
+        return;
+    }
     atomic_store(&src->cancelled, true);
     fail(src, zm_error(-ECANCELED, "migration cancelled"));
 }
@@ -424,16 +435,20 @@ static int fail(zm_source *src, int err)
     src->quit = true;
     pthread_cond_broadcast(&src->work_cond);
     pthread_cond_broadcast(&src->idle_cond);
+    pthread_cond_broadcast(&src->quit_cond);
     shutdown_conns(src);
     pthread_mutex_unlock(&src->lock);
     return err;
 }
 
-/* Waits until bytes more may go on the wire under max-bandwidth. */
-static void rate_limit(zm_source *src, size_t bytes)
+/*
+ * Waits until bytes more may go on the wire under max-bandwidth; false if
+ * the migration failed meanwhile (a slow limit can mean seconds).
+ */
+static bool rate_limit(zm_source *src, size_t bytes)
 {
     if (!src->p.max_bandwidth) {
-        return;
+        return true;
     }
     pthread_mutex_lock(&src->rate_lock);
     double now = zm_now();
@@ -443,11 +458,19 @@ static void rate_limit(zm_source *src, size_t bytes)
     double wait = src->rate_next - now;
     src->rate_next += (double)bytes / (double)src->p.max_bandwidth;
     pthread_mutex_unlock(&src->rate_lock);
+    bool go_on = true;
     if (wait > 0) {
-        struct timespec ts = { (time_t)wait,
-                               (long)((wait - (double)(time_t)wait) * 1e9) };
-        nanosleep(&ts, NULL);
+        double until = now + wait;
+        struct timespec ts = { (time_t)until,
+                               (long)((until - (double)(time_t)until) * 1e9) };
+        pthread_mutex_lock(&src->lock);
+        while (!src->quit && pthread_cond_timedwait(&src->quit_cond, &src->lock,
+                                                    &ts) != ETIMEDOUT) {
+        }
+        go_on = !src->quit;
+        pthread_mutex_unlock(&src->lock);
     }
+    return go_on;
 }
 
 static int chan_write(struct src_channel *ch, uint32_t type,
@@ -455,7 +478,9 @@ static int chan_write(struct src_channel *ch, uint32_t type,
 {
     zm_source *src = ch->src;
 
-    rate_limit(src, bytes + ZM_FRAME_HEADER_SIZE);
+    if (!rate_limit(src, bytes + ZM_FRAME_HEADER_SIZE)) {
+        return -ECANCELED; /* fail() has the cause */
+    }
     if (src->file_mode) {
         pthread_mutex_lock(&src->write_lock);
     }
@@ -617,6 +642,23 @@ static int peek_dirty(zm_source *src)
     return 0;
 }
 
+/* The destination spoke or hung up during the rounds: why, as an error. */
+static int destination_failed(zm_source *src)
+{
+    unsigned char reason[ZM_FRAME_CONTROL_MAX];
+    uint32_t len;
+    /* A FAIL frame gives -ECONNREFUSED with the peer's reason. */
+    int ret =
+        zm_frame_expect(src->main, ZM_FRAME_FAIL, reason, sizeof(reason), &len);
+
+    if (ret == -ECONNRESET) {
+        return zm_error(ret, "the destination closed the connection");
+    }
+    return ret < 0 ? ret
+                   : zm_error(-EPROTO, "the destination sent an unexpected "
+                                       "frame during the rounds");
+}
+
 /* Sends every page marked in the regions' todo bitmaps, then SYNC. */
 static int send_round(zm_source *src, uint32_t round, bool final)
 {
@@ -636,6 +678,9 @@ static int send_round(zm_source *src, uint32_t round, bool final)
     bool peek = !final && !src->stopped &&
                 !(src->tracker && zm_dirty_needs_quiesce(src->tracker));
     double interval = 0.05, next_peek = zm_now() + interval;
+    /* The destination says nothing on the main channel until the end: if
+     * it does (FAIL) or hangs up, the data channels may never tell. */
+    double watch = 0.2, next_watch = zm_now() + watch;
 
     pthread_mutex_lock(&src->lock);
     src->cur_region = 0;
@@ -644,26 +689,31 @@ static int send_round(zm_source *src, uint32_t round, bool final)
     pthread_cond_broadcast(&src->work_cond);
     while (!src->quit &&
            !(src->cur_region >= src->nregions && src->busy == 0)) {
-        if (!peek) {
-            pthread_cond_wait(&src->idle_cond, &src->lock);
-            continue;
-        }
-        struct timespec ts = { (time_t)next_peek,
-                               (long)((next_peek - (time_t)next_peek) * 1e9) };
+        double wake = peek && next_peek < next_watch ? next_peek : next_watch;
+        struct timespec ts = { (time_t)wake,
+                               (long)((wake - (time_t)wake) * 1e9) };
         if (pthread_cond_timedwait(&src->idle_cond, &src->lock, &ts) !=
             ETIMEDOUT) {
             continue;
         }
         pthread_mutex_unlock(&src->lock);
         double t = zm_now();
-        int ret = peek_dirty(src);
-        if (ret < 0) {
-            return fail(src, ret);
+        if (t >= next_watch) {
+            next_watch = t + watch;
+            if (!src->file_mode && zm_conn_peer_spoke(src->main)) {
+                return fail(src, destination_failed(src));
+            }
         }
-        /* Reading the log costs the guest and us: keep it under 5%. */
-        double now = zm_now();
-        next_peek =
-            now + (20 * (now - t) > interval ? 20 * (now - t) : interval);
+        if (peek && t >= next_peek) {
+            int ret = peek_dirty(src);
+            if (ret < 0) {
+                return fail(src, ret);
+            }
+            /* Reading the log costs the guest and us: keep it under 5%. */
+            double now = zm_now();
+            next_peek =
+                now + (20 * (now - t) > interval ? 20 * (now - t) : interval);
+        }
         pthread_mutex_lock(&src->lock);
     }
     src->round_open = false;
@@ -782,7 +832,7 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
         return zm_error(-EIO, "no random bytes for the session id");
     }
     zm_conn *conn;
-    if ((ret = zm_conn_connect(uri, &conn)) < 0) {
+    if ((ret = zm_conn_connect(uri, &src->cancelled, &conn)) < 0) {
         return ret;
     }
     pthread_mutex_lock(&src->lock);
@@ -831,7 +881,7 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
             ch->conn = src->main;
             continue;
         }
-        if ((ret = zm_conn_connect(uri, &conn)) < 0) {
+        if ((ret = zm_conn_connect(uri, &src->cancelled, &conn)) < 0) {
             return ret;
         }
         pthread_mutex_lock(&src->lock);
@@ -861,11 +911,14 @@ static int setup(zm_source *src, const char *uri_text)
     if ((ret = zm_uri_parse(uri_text, &uri)) < 0) {
         return ret;
     }
-    src->nchans = src->p.multifd_channels;
-    src->chans = calloc(src->nchans, sizeof(*src->chans));
-    if (!src->chans) {
+    struct src_channel *chans = calloc(src->p.multifd_channels, sizeof(*chans));
+    if (!chans) {
         return zm_error(-ENOMEM, "out of memory");
     }
+    pthread_mutex_lock(&src->lock); /* fail() walks them */
+    src->chans = chans;
+    src->nchans = src->p.multifd_channels;
+    pthread_mutex_unlock(&src->lock);
     struct zm_encoder_options eo = {
         .sizeof_options = sizeof(eo),
         .codec = src->p.compression,
@@ -992,6 +1045,15 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
     pthread_mutex_unlock(&src->stats_lock);
     zm_put_le64(end + 8, round + 1);
     iov = (struct iovec){ end, sizeof(end) };
+    if (!src->file_mode) {
+        pthread_mutex_lock(&src->lock);
+        if (src->error) { /* a cancel just before: still ours to honour */
+            pthread_mutex_unlock(&src->lock);
+            return src->error;
+        }
+        src->committed = true;
+        pthread_mutex_unlock(&src->lock);
+    }
     if ((ret = zm_frame_write(src->main, ZM_FRAME_END, &iov, 1)) < 0) {
         return ret;
     }
@@ -1181,15 +1243,15 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     pthread_mutex_unlock(&src->stats_lock);
     set_status(src, ZM_STATUS_SETUP);
     int ret = migrate(src, uri, t0);
-    if (ret < 0) {
-        /* Keep the first cause: a worker's, or this thread's own. */
-        pthread_mutex_lock(&src->lock);
-        if (src->error) {
-            ret = src->error;
-            zm_error(ret, "%s", src->errmsg);
-        }
-        pthread_mutex_unlock(&src->lock);
+    /* Keep the first cause: a worker's, or this thread's own.  A cancel
+     * that came after the last check (file: writes cannot be interrupted)
+     * fails the migration too. */
+    pthread_mutex_lock(&src->lock);
+    if (src->error) {
+        ret = src->error;
+        zm_error(ret, "%s", src->errmsg);
     }
+    pthread_mutex_unlock(&src->lock);
     char msg[256];
     snprintf(msg, sizeof(msg), "%s", zm_errmsg());
     teardown(src);
@@ -1197,12 +1259,19 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
         src->hooks.resume(src->hooks.opaque);
     }
     src->stopped = false;
+    /* The next zm_source_run() starts afresh; a cancel from now on is its. */
+    pthread_mutex_lock(&src->lock);
+    src->quit = false;
+    src->committed = false;
+    src->error = 0;
+    pthread_mutex_unlock(&src->lock);
+    bool cancelled = atomic_exchange(&src->cancelled, false);
 
     double total = zm_now() - t0;
     pthread_mutex_lock(&src->stats_lock);
     struct zm_stats *st = &src->stats;
     st->cpu_seconds -= cpu0;
-    zm_stats_finish(st, total, ret, atomic_load(&src->cancelled));
+    zm_stats_finish(st, total, ret, cancelled);
     if (ret == 0) {
         st->remaining = 0;
     }

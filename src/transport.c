@@ -180,6 +180,19 @@ static void tune_socket(int fd, int family)
     int one = 1;
 
     if (family == AF_INET || family == AF_INET6) {
+        /*
+         * A peer that vanished (host down, link cut) must not hold a
+         * migration forever: probe an idle connection after 10 s, give up
+         * after 3 unanswered probes 5 s apart, or once sent data has gone
+         * unacknowledged for 30 s.  A live but busy peer answers both.
+         */
+        int idle = 10, intvl = 5, cnt = 3, user_timeout_ms = 30000;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+                   sizeof(user_timeout_ms));
         /* Packets are written whole; waiting to coalesce only adds delay
          * to the small control messages. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -223,7 +236,42 @@ static int unix_address(const struct zm_uri *uri, struct sockaddr_un *sun)
     return 0;
 }
 
-int zm_conn_connect(const struct zm_uri *uri, zm_conn **out)
+/* connect(), in 200 ms slices that look at *abort when it is given. */
+static int connect_abortable(int fd, const struct sockaddr *addr, socklen_t len,
+                             const atomic_bool *abort)
+{
+    if (!abort) {
+        return connect(fd, addr, len) == 0 ? 0 : -errno;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    int ret = 0;
+
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    if (connect(fd, addr, len) != 0) {
+        ret = -errno;
+    }
+    struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+    while (ret == -EINPROGRESS) {
+        if (atomic_load(abort)) {
+            ret = -ECANCELED;
+            break;
+        }
+        int n = poll(&pfd, 1, 200);
+        if (n < 0 && errno != EINTR) {
+            ret = -errno;
+        } else if (n > 0) {
+            int err = 0;
+            socklen_t err_len = sizeof(err);
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len);
+            ret = -err;
+        }
+    }
+    fcntl(fd, F_SETFL, flags);
+    return ret;
+}
+
+int zm_conn_connect(const struct zm_uri *uri, const atomic_bool *abort,
+                    zm_conn **out)
 {
     int fd, ret;
 
@@ -262,12 +310,15 @@ int zm_conn_connect(const struct zm_uri *uri, zm_conn **out)
             ret = -errno;
             continue;
         }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        if ((ret = connect_abortable(fd, ai->ai_addr, ai->ai_addrlen, abort)) ==
+            0) {
             tune_socket(fd, ai->ai_family);
             break;
         }
-        ret = -errno;
         close(fd);
+        if (ret == -ECANCELED) {
+            break;
+        }
     }
     freeaddrinfo(res);
     if (!ai) {
@@ -361,6 +412,13 @@ void zm_conn_shutdown(zm_conn *conn)
     if (conn) {
         conn->ops->shutdown(conn);
     }
+}
+
+bool zm_conn_peer_spoke(zm_conn *conn)
+{
+    struct pollfd pfd = { .fd = conn->fd, .events = POLLIN | POLLRDHUP };
+
+    return conn->ops != &file_ops && poll(&pfd, 1, 0) > 0;
 }
 
 size_t zm_conn_unsent(zm_conn *conn)

@@ -10,6 +10,7 @@
 #define ZM_TRANSPORT_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -50,8 +51,13 @@ struct zm_conn {
     int fd;
 };
 
-/* Connects to uri (for file: creates or truncates the file). */
-int zm_conn_connect(const struct zm_uri *uri, zm_conn **out);
+/*
+ * Connects to uri (for file: creates or truncates the file).  A TCP
+ * connect gives up with -ECANCELED once *abort turns true (abort may be
+ * NULL): a host that drops SYNs would otherwise hold it for minutes.
+ */
+int zm_conn_connect(const struct zm_uri *uri, const atomic_bool *abort,
+                    zm_conn **out);
 
 /* Opens an existing file: URI for reading. */
 int zm_conn_open_file(const struct zm_uri *uri, zm_conn **out);
@@ -81,6 +87,11 @@ int zm_conn_read_all(zm_conn *conn, void *buf, size_t len);
 int zm_conn_readv_all(zm_conn *conn, struct iovec *iov, int iovcnt);
 
 void zm_conn_shutdown(zm_conn *conn);
+/*
+ * True when the peer has sent something or hung up: on a channel that
+ * should be silent, a sign of failure.  Never blocks; false for files.
+ */
+bool zm_conn_peer_spoke(zm_conn *conn);
 /*
  * Bytes already written that still wait in this end's buffers: on a slow
  * link, what the next write must queue behind.

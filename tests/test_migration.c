@@ -459,7 +459,7 @@ static void test_cancel_silent_channel(bool connect_data)
     CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen");
     pthread_create(&thread, NULL, dest_thread, &d);
     CHECK(zm_uri_parse(zm_dest_uri(d.dst), &uri) == 0 &&
-              zm_conn_connect(&uri, &main_conn) == 0,
+              zm_conn_connect(&uri, NULL, &main_conn) == 0,
           "connect: %s", zm_errmsg());
     memset(hello.session, 0x5a, sizeof(hello.session));
     zm_hello_encode(&hello, hello_body);
@@ -475,7 +475,7 @@ static void test_cancel_silent_channel(bool connect_data)
     /* The ACCEPT has gone out, so the destination is waiting for data
      * channels, or (once this connects) for the HELLO of one. */
     if (connect_data) {
-        CHECK(zm_conn_connect(&uri, &data_conn) == 0, "connect data: %s",
+        CHECK(zm_conn_connect(&uri, NULL, &data_conn) == 0, "connect data: %s",
               zm_errmsg());
         usleep(100000); /* most likely accepted by now; either wait will do */
     }
@@ -490,6 +490,221 @@ static void test_cancel_silent_channel(bool connect_data)
     zm_conn_close(data_conn);
     zm_conn_close(main_conn);
     zm_dest_free(d.dst);
+}
+
+/*
+ * Cancels that land late.  On the destination, one during load_state
+ * (after the last byte was read) fails both sides: the source must not
+ * hear COMPLETE, and resumes.  On the source, one after END has gone out
+ * is too late: the destination may run the guest already, so it is
+ * ignored and both complete.
+ */
+static zm_source *late_source;
+static zm_dest *late_dest;
+
+static int load_and_cancel_dest(void *opaque, const void *buf, size_t len)
+{
+    (void)opaque, (void)buf, (void)len;
+    zm_dest_cancel(late_dest);
+    return 0;
+}
+
+static int load_and_cancel_source(void *opaque, const void *buf, size_t len)
+{
+    (void)opaque, (void)buf, (void)len;
+    zm_source_cancel(late_source);
+    return 0;
+}
+
+static void test_late_cancel(bool dest_side)
+{
+    struct guest g;
+    struct zm_params p;
+    struct dest_run d = { 0 };
+    struct zm_dest_hooks dh = { .load_state = dest_side
+                                                  ? load_and_cancel_dest
+                                                  : load_and_cancel_source };
+    struct zm_source_hooks sh = { .opaque = &g,
+                                  .stop = guest_stop,
+                                  .resume = guest_resume,
+                                  .save_state = guest_save };
+    struct zm_stats sst, dst;
+    pthread_t thread;
+
+    guest_init(&g, false, 0);
+    zm_params_init(&p);
+    CHECK(zm_source_new(&p, &sh, &late_source) == 0, "source");
+    zm_source_add_region(late_source, "pc.ram", g.ram, RAM);
+    CHECK(zm_dest_new(NULL, &dh, &d.dst) == 0, "dest");
+    late_dest = d.dst;
+    CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen");
+    pthread_create(&thread, NULL, dest_thread, &d);
+    int ret = zm_source_run(late_source, zm_dest_uri(d.dst));
+    pthread_join(thread, NULL);
+    zm_source_stats(late_source, &sst);
+    zm_dest_stats(d.dst, &dst);
+    if (dest_side) {
+        CHECK(
+            ret < 0 && d.ret == -ECANCELED && sst.status == ZM_STATUS_FAILED &&
+                dst.status == ZM_STATUS_CANCELLED,
+            "destination cancelled in load_state: source %d (%s), "
+            "destination %d (%s)",
+            ret, zm_status_name(sst.status), d.ret, zm_status_name(dst.status));
+        CHECK(g.stops == 1 && g.resumes == 1,
+              "source guest: %u stops, %u "
+              "resumes",
+              g.stops, g.resumes);
+    } else {
+        CHECK(ret == 0 && d.ret == 0 && sst.status == ZM_STATUS_COMPLETED,
+              "source cancelled after END: source %d (%s), destination %d", ret,
+              zm_status_name(sst.status), d.ret);
+        CHECK(g.stops == 1 && g.resumes == 0,
+              "source guest: %u stops, %u "
+              "resumes",
+              g.stops, g.resumes);
+    }
+    printf("%-26s source %s, destination %s\n",
+           dest_side ? "late destination cancel" : "late source cancel",
+           zm_status_name(sst.status), zm_status_name(dst.status));
+    zm_dest_free(d.dst);
+    zm_source_free(late_source);
+    guest_fini(&g);
+}
+
+/*
+ * A source whose first run failed (nothing listens) runs again, to a real
+ * destination, and completes: a failure leaves nothing behind.
+ */
+static void test_rerun(void)
+{
+    struct guest g;
+    struct zm_params p;
+    struct dest_run d = { 0 };
+    struct zm_source_hooks sh = { .opaque = &g,
+                                  .stop = guest_stop,
+                                  .resume = guest_resume };
+    pthread_t thread;
+    zm_source *src;
+    char path[64];
+
+    guest_init(&g, false, 0);
+    zm_params_init(&p);
+    CHECK(zm_source_new(&p, &sh, &src) == 0, "source");
+    zm_source_add_region(src, "pc.ram", g.ram, RAM);
+    snprintf(path, sizeof(path), "unix:/tmp/zm-nobody-%d.sock", (int)getpid());
+    int first = zm_source_run(src, path);
+    CHECK(first < 0, "a run to %s succeeded", path);
+    CHECK(zm_dest_new(NULL, NULL, &d.dst) == 0, "dest");
+    CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen");
+    pthread_create(&thread, NULL, dest_thread, &d);
+    int ret = zm_source_run(src, zm_dest_uri(d.dst));
+    pthread_join(thread, NULL);
+    CHECK(ret == 0 && d.ret == 0, "second run: source %d (%s), dest %d (%s)",
+          ret, zm_errmsg(), d.ret, d.msg);
+    printf("%-26s first %d, then %d\n", "run again after a failure", first,
+           ret);
+    zm_dest_free(d.dst);
+    zm_source_free(src);
+    guest_fini(&g);
+}
+
+/*
+ * max-bandwidth of 1 byte/s: after its first packet the source would wait
+ * for days.  A cancel ends the wait.  A hang fails the test by its timeout.
+ */
+static zm_source *slow_source;
+
+static void *cancel_later(void *arg)
+{
+    (void)arg;
+    usleep(200000); /* most likely in the wait by now; either way works */
+    zm_source_cancel(slow_source);
+    return NULL;
+}
+
+static void test_cancel_rate_wait(void)
+{
+    struct guest g;
+    struct zm_params p;
+    struct dest_run d = { 0 };
+    pthread_t thread, canceller;
+
+    guest_init(&g, false, 0);
+    zm_params_init(&p);
+    p.max_bandwidth = 1;
+    CHECK(zm_source_new(&p, NULL, &slow_source) == 0, "source");
+    zm_source_add_region(slow_source, "pc.ram", g.ram, RAM);
+    CHECK(zm_dest_new(NULL, NULL, &d.dst) == 0, "dest");
+    CHECK(zm_dest_listen(d.dst, "tcp:127.0.0.1:0") == 0, "listen");
+    pthread_create(&thread, NULL, dest_thread, &d);
+    pthread_create(&canceller, NULL, cancel_later, NULL);
+    int ret = zm_source_run(slow_source, zm_dest_uri(d.dst));
+    pthread_join(canceller, NULL);
+    pthread_join(thread, NULL);
+    CHECK(ret == -ECANCELED && d.ret < 0,
+          "cancelled at 1 byte/s: source %d, destination %d", ret, d.ret);
+    printf("%-26s destination: %s\n", "cancel, bandwidth wait", d.msg);
+    zm_dest_free(d.dst);
+    zm_source_free(slow_source);
+    guest_fini(&g);
+}
+
+/*
+ * A destination that fails during the rounds says so on the main channel
+ * (FAIL) and never reads its data channels: the source hears it there,
+ * rather than waiting on full sockets for ever.
+ */
+struct fake_dest {
+    zm_listener *lst;
+    zm_conn *main;
+};
+
+static void *fake_dest_thread(void *arg)
+{
+    struct fake_dest *f = arg;
+    unsigned char body[ZM_LAYOUT_MAX_SIZE];
+    uint32_t len;
+    static const char reason[] = "disk full";
+    struct iovec none = { NULL, 0 }, why = { (void *)reason, strlen(reason) };
+
+    CHECK(zm_listener_accept(f->lst, 10000, &f->main) == 0 &&
+              zm_frame_expect(f->main, ZM_FRAME_HELLO, body, sizeof(body),
+                              &len) == 0 &&
+              zm_frame_expect(f->main, ZM_FRAME_LAYOUT, body, sizeof(body),
+                              &len) == 0 &&
+              zm_frame_write(f->main, ZM_FRAME_ACCEPT, &none, 1) == 0,
+          "fake destination: %s", zm_errmsg());
+    usleep(100000);
+    zm_frame_write(f->main, ZM_FRAME_FAIL, &why, 1);
+    return NULL;
+}
+
+static void test_dest_fails_during_rounds(void)
+{
+    struct guest g;
+    struct zm_params p;
+    struct fake_dest f = { 0 };
+    struct zm_uri uri;
+    pthread_t thread;
+    zm_source *src;
+
+    guest_init(&g, false, 0);
+    zm_params_init(&p);
+    CHECK(zm_uri_parse("tcp:127.0.0.1:0", &uri) == 0 &&
+              zm_listener_open(&uri, &f.lst) == 0,
+          "listen: %s", zm_errmsg());
+    CHECK(zm_source_new(&p, NULL, &src) == 0, "source");
+    zm_source_add_region(src, "pc.ram", g.ram, RAM);
+    pthread_create(&thread, NULL, fake_dest_thread, &f);
+    int ret = zm_source_run(src, zm_listener_uri(f.lst));
+    pthread_join(thread, NULL);
+    CHECK(ret == -ECONNREFUSED && strstr(zm_errmsg(), "disk full"),
+          "source: %d, '%s'", ret, zm_errmsg());
+    printf("%-26s source: %s\n", "destination fails early", zm_errmsg());
+    zm_conn_close(f.main);
+    zm_listener_close(f.lst);
+    zm_source_free(src);
+    guest_fini(&g);
 }
 
 int main(void)
@@ -594,5 +809,10 @@ int main(void)
     test_verify_mismatch();
     test_cancel_silent_channel(false);
     test_cancel_silent_channel(true);
+    test_late_cancel(true);
+    test_late_cancel(false);
+    test_rerun();
+    test_cancel_rate_wait();
+    test_dest_fails_during_rounds();
     return t_exit();
 }

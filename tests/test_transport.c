@@ -86,7 +86,7 @@ static void test_stream(const char *uri_text)
           zm_errmsg());
     CHECK(zm_uri_parse(zm_listener_uri(lst), &uri) == 0, "bound uri %s",
           zm_listener_uri(lst));
-    CHECK(zm_conn_connect(&uri, &client) == 0, "connect %s: %s",
+    CHECK(zm_conn_connect(&uri, NULL, &client) == 0, "connect %s: %s",
           zm_listener_uri(lst), zm_errmsg());
     CHECK(zm_listener_accept(lst, 5000, &server) == 0, "accept: %s",
           zm_errmsg());
@@ -101,7 +101,7 @@ static void test_stream(const char *uri_text)
     zm_conn_close(server);
 
     /* Ends in the middle of a message. */
-    CHECK(zm_conn_connect(&uri, &client) == 0, "connect");
+    CHECK(zm_conn_connect(&uri, NULL, &client) == 0, "connect");
     CHECK(zm_listener_accept(lst, 5000, &server) == 0, "accept");
     struct iovec half = { sent, 10 };
     CHECK(zm_conn_write_all(client, &half, 1) == 0, "write 10");
@@ -136,7 +136,7 @@ static void test_shutdown(void)
     zm_uri_parse("tcp:127.0.0.1:0", &uri);
     CHECK(zm_listener_open(&uri, &lst) == 0, "listen");
     zm_uri_parse(zm_listener_uri(lst), &uri);
-    CHECK(zm_conn_connect(&uri, &client) == 0, "connect");
+    CHECK(zm_conn_connect(&uri, NULL, &client) == 0, "connect");
     CHECK(zm_listener_accept(lst, 5000, &shutdown_target) == 0, "accept");
     pthread_create(&thread, NULL, blocked_reader, &ret);
     usleep(50 * 1000);
@@ -161,7 +161,7 @@ static void test_file(void)
     snprintf(text, sizeof(text), "file:%s", path);
     t_fill_random(data, sizeof(data), 4);
     CHECK(zm_uri_parse(text, &uri) == 0, "file uri");
-    CHECK(zm_conn_connect(&uri, &conn) == 0, "create: %s", zm_errmsg());
+    CHECK(zm_conn_connect(&uri, NULL, &conn) == 0, "create: %s", zm_errmsg());
     struct iovec iov = { data, sizeof(data) };
     CHECK(zm_conn_write_all(conn, &iov, 1) == 0, "write");
     zm_conn_close(conn);
