@@ -97,7 +97,9 @@ static const char usage_text[] =
     "    zmigrate demo --guest-ram 256M --compression lz4\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 the migration completed (and verified); 1 it failed; 2 usage.\n";
+    "    0 the migration completed (and verified); 1 it failed; 2 usage;\n"
+    "    3 send only: the migration went out whole but the destination's\n"
+    "    answer never came (status \"unconfirmed\"): it may have the guest.\n";
 
 struct options {
     struct zm_migration_options mig;
@@ -350,7 +352,7 @@ static int run_send(struct options *o, struct zm_stats *out, bool print)
     }
     zm_source_free(src);
     zm_guest_free(guest);
-    return ret < 0 ? 1 : 0;
+    return st.status == ZM_STATUS_UNCONFIRMED ? 3 : ret < 0 ? 1 : 0;
 }
 
 static int cmd_send(struct options *o)

@@ -300,9 +300,16 @@ enum zm_status {
     ZM_STATUS_COMPLETED,
     ZM_STATUS_FAILED,
     ZM_STATUS_CANCELLED,
+    /*
+     * Source only: the switchover's last byte went out, then the connection
+     * ended before the destination answered.  It may be running the guest,
+     * so this side's stays stopped (zm_source_run() returns -ENOTCONN).
+     */
+    ZM_STATUS_UNCONFIRMED,
 };
 
-/* "none", "setup", "active", "device", "completed", "failed", ... */
+/* "none", "setup", "active", "device", "completed", "failed",
+ * "cancelled", "unconfirmed" */
 ZM_API const char *zm_status_name(int status);
 
 /* Statistics, named as QEMU's query-migrate; either side fills its part. */
@@ -373,6 +380,13 @@ ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
  * on as it was).  Blocks; other threads may call zm_source_stats() and
  * zm_source_cancel().  May be called again once it has returned, e.g. to
  * retry after a failure.
+ *
+ * One outcome is neither: -ENOTCONN, status ZM_STATUS_UNCONFIRMED.  The
+ * switchover was sent whole (END), then the connection ended without the
+ * destination's answer.  The destination may be running the guest, so the
+ * resume hook is not called: the embedder decides, knowing more than this
+ * side can (QEMU leaves it to the management layer the same way).  A FAIL
+ * from the destination, at any point, is an ordinary failure.
  */
 ZM_API int zm_source_run(zm_source *src, const char *uri);
 
@@ -380,7 +394,8 @@ ZM_API int zm_source_run(zm_source *src, const char *uri);
  * Stops a running migration, or the next one: zm_source_run() returns
  * -ECANCELED.  Once the source has sent the end of the migration (END,
  * after the last pages and the device state) it is too late and the cancel
- * is ignored: the destination may be running the guest already.
+ * is ignored: the destination may be running the guest already, and the
+ * source waits for its answer.
  */
 ZM_API void zm_source_cancel(zm_source *src);
 ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats);

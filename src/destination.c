@@ -146,7 +146,9 @@ ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
 
 static void shutdown_all(zm_dest *dst)
 {
-    zm_conn_shutdown(dst->main);
+    /* Reads only: the source must still hear FAIL, or it cannot tell a
+     * failure from a crash after its END (and must not resume then). */
+    zm_conn_shutdown_read(dst->main);
     zm_conn_shutdown(dst->pending);
     for (unsigned i = 0; dst->chans && i < dst->nchans; i++) {
         if (dst->chans[i].conn != dst->main) {

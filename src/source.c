@@ -204,12 +204,16 @@ void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
 ZM_API const char *zm_status_name(int status)
 {
     static const char *const names[] = {
-        [ZM_STATUS_NONE] = "none",           [ZM_STATUS_SETUP] = "setup",
-        [ZM_STATUS_ACTIVE] = "active",       [ZM_STATUS_DEVICE] = "device",
-        [ZM_STATUS_COMPLETED] = "completed", [ZM_STATUS_FAILED] = "failed",
+        [ZM_STATUS_NONE] = "none",
+        [ZM_STATUS_SETUP] = "setup",
+        [ZM_STATUS_ACTIVE] = "active",
+        [ZM_STATUS_DEVICE] = "device",
+        [ZM_STATUS_COMPLETED] = "completed",
+        [ZM_STATUS_FAILED] = "failed",
         [ZM_STATUS_CANCELLED] = "cancelled",
+        [ZM_STATUS_UNCONFIRMED] = "unconfirmed",
     };
-    if (status < 0 || status > ZM_STATUS_CANCELLED) {
+    if (status < 0 || status > ZM_STATUS_UNCONFIRMED) {
         return "unknown";
     }
     return names[status];
@@ -311,18 +315,18 @@ ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
     return 0;
 }
 
-static int fail(zm_source *src, int err);
+static int fail_locked(zm_source *src, int err);
 
 ZM_API void zm_source_cancel(zm_source *src)
 {
+    /* One critical section with switchover()'s commit: a cancel is either
+     * before END (and fails the migration) or after it (and is ignored). */
     pthread_mutex_lock(&src->lock);
-    bool committed = src->committed;
-    pthread_mutex_unlock(&src->lock);
-    if (committed) {
-        return;
+    if (!src->committed) {
+        atomic_store(&src->cancelled, true);
+        fail_locked(src, zm_error(-ECANCELED, "migration cancelled"));
     }
-    atomic_store(&src->cancelled, true);
-    fail(src, zm_error(-ECANCELED, "migration cancelled"));
+    pthread_mutex_unlock(&src->lock);
 }
 
 ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats)
@@ -407,6 +411,7 @@ ZM_API void zm_source_free(zm_source *src)
     pthread_mutex_destroy(&src->stats_lock);
     pthread_cond_destroy(&src->work_cond);
     pthread_cond_destroy(&src->idle_cond);
+    pthread_cond_destroy(&src->quit_cond);
     free(src);
 }
 
@@ -424,10 +429,9 @@ static void shutdown_conns(zm_source *src)
     }
 }
 
-/* Records the first failure and makes every thread stop. */
-static int fail(zm_source *src, int err)
+/* Records the first failure and makes every thread stop; under src->lock. */
+static int fail_locked(zm_source *src, int err)
 {
-    pthread_mutex_lock(&src->lock);
     if (!src->error) {
         src->error = err;
         snprintf(src->errmsg, sizeof(src->errmsg), "%s", zm_errmsg());
@@ -437,6 +441,13 @@ static int fail(zm_source *src, int err)
     pthread_cond_broadcast(&src->idle_cond);
     pthread_cond_broadcast(&src->quit_cond);
     shutdown_conns(src);
+    return err;
+}
+
+static int fail(zm_source *src, int err)
+{
+    pthread_mutex_lock(&src->lock);
+    fail_locked(src, err);
     pthread_mutex_unlock(&src->lock);
     return err;
 }
@@ -1055,6 +1066,10 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
         pthread_mutex_unlock(&src->lock);
     }
     if ((ret = zm_frame_write(src->main, ZM_FRAME_END, &iov, 1)) < 0) {
+        /* A 24-byte write fails whole: END never left, nothing is open. */
+        pthread_mutex_lock(&src->lock);
+        src->committed = false;
+        pthread_mutex_unlock(&src->lock);
         return ret;
     }
     unsigned char reply[ZM_FRAME_CONTROL_MAX];
@@ -1241,6 +1256,9 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     src->nrounds = 0;
     src->rounds_cut = false;
     pthread_mutex_unlock(&src->stats_lock);
+    pthread_mutex_lock(&src->rate_lock);
+    src->rate_next = 0; /* a cancelled run's reservations are void */
+    pthread_mutex_unlock(&src->rate_lock);
     set_status(src, ZM_STATUS_SETUP);
     int ret = migrate(src, uri, t0);
     /* Keep the first cause: a worker's, or this thread's own.  A cancel
@@ -1252,10 +1270,25 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
         zm_error(ret, "%s", src->errmsg);
     }
     pthread_mutex_unlock(&src->lock);
+    /*
+     * After END, only the destination's FAIL (-ECONNREFUSED) says it will
+     * not run the guest.  Any other end leaves that open: resuming here
+     * could make two guests, so the guest stays stopped.
+     */
+    bool unconfirmed = ret < 0 && src->committed && ret != -ECONNREFUSED;
+    if (unconfirmed) {
+        char cause[200];
+        snprintf(cause, sizeof(cause), "%s", zm_errmsg());
+        ret = zm_error(-ENOTCONN,
+                       "no answer from the destination after the "
+                       "switchover (%s): it may be running the guest, "
+                       "which stays stopped here",
+                       cause);
+    }
     char msg[256];
     snprintf(msg, sizeof(msg), "%s", zm_errmsg());
     teardown(src);
-    if (ret < 0 && src->stopped && src->hooks.resume) {
+    if (ret < 0 && !unconfirmed && src->stopped && src->hooks.resume) {
         src->hooks.resume(src->hooks.opaque);
     }
     src->stopped = false;
@@ -1264,14 +1297,17 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     src->quit = false;
     src->committed = false;
     src->error = 0;
-    pthread_mutex_unlock(&src->lock);
     bool cancelled = atomic_exchange(&src->cancelled, false);
+    pthread_mutex_unlock(&src->lock);
 
     double total = zm_now() - t0;
     pthread_mutex_lock(&src->stats_lock);
     struct zm_stats *st = &src->stats;
     st->cpu_seconds -= cpu0;
     zm_stats_finish(st, total, ret, cancelled);
+    if (unconfirmed) {
+        st->status = ZM_STATUS_UNCONFIRMED;
+    }
     if (ret == 0) {
         st->remaining = 0;
     }

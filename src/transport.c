@@ -182,9 +182,12 @@ static void tune_socket(int fd, int family)
     if (family == AF_INET || family == AF_INET6) {
         /*
          * A peer that vanished (host down, link cut) must not hold a
-         * migration forever: probe an idle connection after 10 s, give up
-         * after 3 unanswered probes 5 s apart, or once sent data has gone
-         * unacknowledged for 30 s.  A live but busy peer answers both.
+         * migration for TCP's fifteen minutes: probe an idle connection
+         * after 10 s, give up after 3 unanswered probes 5 s apart, or once
+         * sent data has made no progress for 30 s.  That also ends a peer
+         * alive but not reading for 30 s (Linux counts zero-window probes
+         * too), which no healthy migration does.  After the switchover's
+         * END such an end is reported unconfirmed, never resumed from.
          */
         int idle = 10, intvl = 5, cnt = 3, user_timeout_ms = 30000;
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -246,7 +249,9 @@ static int connect_abortable(int fd, const struct sockaddr *addr, socklen_t len,
     int flags = fcntl(fd, F_GETFL);
     int ret = 0;
 
-    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        return -errno;
+    }
     if (connect(fd, addr, len) != 0) {
         ret = -errno;
     }
@@ -262,11 +267,14 @@ static int connect_abortable(int fd, const struct sockaddr *addr, socklen_t len,
         } else if (n > 0) {
             int err = 0;
             socklen_t err_len = sizeof(err);
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len);
-            ret = -err;
+            ret = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) < 0
+                      ? -errno
+                      : -err;
         }
     }
-    fcntl(fd, F_SETFL, flags);
+    if (fcntl(fd, F_SETFL, flags) < 0 && ret == 0) {
+        ret = -errno;
+    }
     return ret;
 }
 
@@ -317,7 +325,9 @@ int zm_conn_connect(const struct zm_uri *uri, const atomic_bool *abort,
         }
         close(fd);
         if (ret == -ECANCELED) {
-            break;
+            freeaddrinfo(res);
+            return zm_error(ret, "tcp:%s:%s: connect cancelled", uri->host,
+                            uri->port);
         }
     }
     freeaddrinfo(res);
@@ -411,6 +421,13 @@ void zm_conn_shutdown(zm_conn *conn)
 {
     if (conn) {
         conn->ops->shutdown(conn);
+    }
+}
+
+void zm_conn_shutdown_read(zm_conn *conn)
+{
+    if (conn && conn->ops == &socket_ops) {
+        shutdown(conn->fd, SHUT_RD);
     }
 }
 

@@ -87,6 +87,8 @@ int zm_conn_read_all(zm_conn *conn, void *buf, size_t len);
 int zm_conn_readv_all(zm_conn *conn, struct iovec *iov, int iovcnt);
 
 void zm_conn_shutdown(zm_conn *conn);
+/* Makes blocked and later reads fail; writes still go (a last word). */
+void zm_conn_shutdown_read(zm_conn *conn);
 /*
  * True when the peer has sent something or hung up: on a channel that
  * should be silent, a sign of failure.  Never blocks; false for files.

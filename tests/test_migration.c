@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 
 #include "channel.h"
+#include "session.h"
 #include "test_util.h"
 #include "transport.h"
 #include "zmigrate.h"
@@ -640,6 +641,7 @@ static void test_cancel_rate_wait(void)
     pthread_create(&canceller, NULL, cancel_later, NULL);
     int ret = zm_source_run(slow_source, zm_dest_uri(d.dst));
     pthread_join(canceller, NULL);
+    zm_dest_cancel(d.dst); /* in case the source never connected */
     pthread_join(thread, NULL);
     CHECK(ret == -ECANCELED && d.ret < 0,
           "cancelled at 1 byte/s: source %d, destination %d", ret, d.ret);
@@ -702,6 +704,101 @@ static void test_dest_fails_during_rounds(void)
           "source: %d, '%s'", ret, zm_errmsg());
     printf("%-26s source: %s\n", "destination fails early", zm_errmsg());
     zm_conn_close(f.main);
+    zm_listener_close(f.lst);
+    zm_source_free(src);
+    guest_fini(&g);
+}
+
+/*
+ * A destination that takes everything, END included, then vanishes
+ * without answering: the source cannot know whether it runs the guest.
+ * It must not resume its own (two guests), and says so: -ENOTCONN,
+ * status unconfirmed.
+ */
+struct drain {
+    zm_conn *conn;
+    pthread_t thread;
+};
+
+static void *drain_thread(void *arg)
+{
+    struct drain *d = arg;
+    static _Thread_local unsigned char sink[1 << 16];
+
+    while (zm_conn_read_all(d->conn, sink, 1) == 0) {
+    }
+    return NULL;
+}
+
+static void *vanishing_dest_thread(void *arg)
+{
+    struct fake_dest *f = arg;
+    unsigned char *body = malloc(ZM_MAX_DEVICE_STATE);
+    struct drain drains[4];
+    struct zm_hello hello;
+    uint32_t len;
+    struct iovec none = { NULL, 0 };
+
+    CHECK(body && zm_listener_accept(f->lst, 10000, &f->main) == 0 &&
+              zm_frame_expect(f->main, ZM_FRAME_HELLO, body, ZM_HELLO_SIZE,
+                              &len) == 0 &&
+              zm_hello_decode(body, len, &hello) == 0 && hello.channels <= 4 &&
+              zm_frame_expect(f->main, ZM_FRAME_LAYOUT, body,
+                              ZM_LAYOUT_MAX_SIZE, &len) == 0 &&
+              zm_frame_write(f->main, ZM_FRAME_ACCEPT, &none, 1) == 0,
+          "vanishing destination: %s", zm_errmsg());
+    for (unsigned i = 0; i < hello.channels; i++) {
+        CHECK(zm_listener_accept(f->lst, 10000, &drains[i].conn) == 0,
+              "accept: %s", zm_errmsg());
+        pthread_create(&drains[i].thread, NULL, drain_thread, &drains[i]);
+    }
+    CHECK(zm_frame_expect(f->main, ZM_FRAME_DEVICE_STATE, body,
+                          ZM_MAX_DEVICE_STATE, &len) == 0 &&
+              zm_frame_expect(f->main, ZM_FRAME_END, body, ZM_END_SIZE, &len) ==
+                  0,
+          "vanishing destination: %s", zm_errmsg());
+    zm_conn_close(f->main); /* no COMPLETE, no FAIL */
+    f->main = NULL;
+    for (unsigned i = 0; i < hello.channels; i++) {
+        pthread_join(drains[i].thread, NULL);
+        zm_conn_close(drains[i].conn);
+    }
+    free(body);
+    return NULL;
+}
+
+static void test_unconfirmed(void)
+{
+    struct guest g;
+    struct zm_params p;
+    struct fake_dest f = { 0 };
+    struct zm_uri uri;
+    struct zm_source_hooks sh = { .opaque = &g,
+                                  .stop = guest_stop,
+                                  .resume = guest_resume,
+                                  .save_state = guest_save };
+    struct zm_stats st;
+    pthread_t thread;
+    zm_source *src;
+
+    guest_init(&g, false, 0);
+    zm_params_init(&p);
+    p.compression = ZM_CODEC_LZ4;
+    CHECK(zm_uri_parse("tcp:127.0.0.1:0", &uri) == 0 &&
+              zm_listener_open(&uri, &f.lst) == 0,
+          "listen: %s", zm_errmsg());
+    CHECK(zm_source_new(&p, &sh, &src) == 0, "source");
+    zm_source_add_region(src, "pc.ram", g.ram, RAM);
+    pthread_create(&thread, NULL, vanishing_dest_thread, &f);
+    int ret = zm_source_run(src, zm_listener_uri(f.lst));
+    pthread_join(thread, NULL);
+    zm_source_stats(src, &st);
+    CHECK(ret == -ENOTCONN && st.status == ZM_STATUS_UNCONFIRMED &&
+              strstr(zm_errmsg(), "may be running the guest"),
+          "source: %d (%s), '%s'", ret, zm_status_name(st.status), zm_errmsg());
+    CHECK(g.stops == 1 && g.resumes == 0, "unconfirmed: %u stops, %u resumes",
+          g.stops, g.resumes);
+    printf("%-26s source: %s\n", "destination vanishes", zm_errmsg());
     zm_listener_close(f.lst);
     zm_source_free(src);
     guest_fini(&g);
@@ -814,5 +911,6 @@ int main(void)
     test_rerun();
     test_cancel_rate_wait();
     test_dest_fails_during_rounds();
+    test_unconfirmed();
     return t_exit();
 }

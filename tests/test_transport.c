@@ -3,11 +3,15 @@
  *
  * Large multi-buffer writes arrive whole through short writes; a clean end
  * of stream and one in mid-message are told apart; accept times out;
- * shutdown wakes a blocked reader.
+ * shutdown wakes a blocked reader; a connect the peer does not answer
+ * ends on its abort flag, with nothing left behind.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "test_util.h"
 #include "transport.h"
@@ -181,6 +185,60 @@ static void test_file(void)
           zm_errmsg());
 }
 
+/*
+ * A listener whose accept queue is full drops new SYNs, so a connect to it
+ * hangs: the abort flag must end it with -ECANCELED and no connection.
+ */
+static atomic_bool abort_connect;
+
+static void *abort_later(void *arg)
+{
+    (void)arg;
+    usleep(200000); /* most likely waiting by now; either way works */
+    atomic_store(&abort_connect, true);
+    return NULL;
+}
+
+static void test_connect_abort(void)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sa);
+    int lst = socket(AF_INET, SOCK_STREAM, 0), fill[3];
+    char text[64];
+    struct zm_uri uri;
+    pthread_t thread;
+
+    CHECK(lst >= 0 && bind(lst, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+              listen(lst, 0) == 0 &&
+              getsockname(lst, (struct sockaddr *)&sa, &len) == 0,
+          "listener: %s", strerror(errno));
+    for (int i = 0; i < 3; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof(sa));
+    }
+    snprintf(text, sizeof(text), "tcp:127.0.0.1:%u", ntohs(sa.sin_port));
+    CHECK(zm_uri_parse(text, &uri) == 0, "uri");
+
+    zm_conn *conn = (zm_conn *)&uri; /* must stay as it is */
+    atomic_store(&abort_connect, true);
+    int ret = zm_conn_connect(&uri, &abort_connect, &conn);
+    CHECK(ret == -ECANCELED && conn == (zm_conn *)&uri,
+          "connect, already aborted: %d", ret);
+
+    atomic_store(&abort_connect, false);
+    pthread_create(&thread, NULL, abort_later, NULL);
+    ret = zm_conn_connect(&uri, &abort_connect, &conn);
+    pthread_join(thread, NULL);
+    CHECK(ret == -ECANCELED && conn == (zm_conn *)&uri,
+          "connect, aborted while waiting: %d (%s)", ret, zm_errmsg());
+    printf("connect abort: %s\n", zm_errmsg());
+    for (int i = 0; i < 3; i++) {
+        close(fill[i]);
+    }
+    close(lst);
+}
+
 int main(void)
 {
     char unix_uri[64];
@@ -191,6 +249,7 @@ int main(void)
              (int)getpid());
     test_stream(unix_uri);
     test_shutdown();
+    test_connect_abort();
     test_file();
     return t_exit();
 }

@@ -122,7 +122,9 @@ static const char vm_usage[] =
     "    The value the guest wrote to port 0x501; 0 after --run-for, a\n"
     "    signal, or a completed outgoing migration; 1 when KVM is not\n"
     "    available, the kernel cannot be loaded, the guest crashed (triple\n"
-    "    fault, KVM error) or a migration failed; 2 usage.\n";
+    "    fault, KVM error) or a migration failed; 2 usage; 3 the migration\n"
+    "    was sent whole but the destination's answer never came: it may be\n"
+    "    running the guest, so this VM stopped (status \"unconfirmed\").\n";
 
 struct vm_options {
     struct zm_migration_options mig;
@@ -350,6 +352,7 @@ struct loop {
     const struct vm_options *o;
     struct zm_progress progress;
     bool migration_failed;
+    bool migration_unconfirmed; /* the destination may run the guest */
 };
 
 static void drain(int fd)
@@ -393,6 +396,19 @@ static bool finish_migration(struct loop *l, bool print)
         /* The vCPUs are stopped: the guest's output is complete. */
         zm_vm_stop(l->vm);
         zm_print_source_result(stdout, m->src, l->o->mig.json, 0, NULL);
+        return true;
+    }
+    struct zm_stats st;
+    zm_source_stats(m->src, &st);
+    if (st.status == ZM_STATUS_UNCONFIRMED) {
+        /* Never two guests: this one stays stopped, and the run ends. */
+        zm_vm_stop(l->vm);
+        l->migration_unconfirmed = true;
+        fprintf(stderr, "zmigrate vm: the destination did not confirm the "
+                        "migration; it may be running the guest, so this VM "
+                        "stays stopped and exits\n");
+        zm_print_source_result(stderr, m->src, l->o->mig.json, m->ret,
+                               m->errmsg);
         return true;
     }
     zm_vm_dirty_stop(l->vm);
@@ -470,7 +486,7 @@ static int end_run(struct loop *l, enum loop_end end)
         finish_migration(l, false);
     }
     if (end == END_MIGRATED) {
-        return 0;
+        return l->migration_unconfirmed ? 3 : 0;
     }
     zm_vm_stop(l->vm);
     int status = zm_vm_exit_status(l->vm);
