@@ -301,9 +301,10 @@ enum zm_status {
     ZM_STATUS_FAILED,
     ZM_STATUS_CANCELLED,
     /*
-     * Source only: the switchover's last byte went out, then the connection
-     * ended before the destination answered.  It may be running the guest,
-     * so this side's stays stopped (zm_source_run() returns -ENOTCONN).
+     * Source only: the switchover was sent whole, then no answer came (the
+     * connection ended, or the peer broke the protocol).  The destination
+     * may be running the guest, so this side's stays stopped
+     * (zm_source_run() returns -ENOTCONN).
      */
     ZM_STATUS_UNCONFIRMED,
 };
@@ -382,20 +383,22 @@ ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
  * retry after a failure.
  *
  * One outcome is neither: -ENOTCONN, status ZM_STATUS_UNCONFIRMED.  The
- * switchover was sent whole (END), then the connection ended without the
- * destination's answer.  The destination may be running the guest, so the
- * resume hook is not called: the embedder decides, knowing more than this
- * side can (QEMU leaves it to the management layer the same way).  A FAIL
- * from the destination, at any point, is an ordinary failure.
+ * switchover was sent whole (END, or VERIFY when verifying), then no answer
+ * came.  The destination may be running the guest, so the resume hook is
+ * not called: the embedder decides, knowing more than this side can.
+ * (QEMU resumes there and leaves the rest to its management layer; a
+ * library cannot assume one.)  A FAIL from the destination, at any point,
+ * is an ordinary failure.  Run again after it, the source starts from the
+ * stopped guest, and resumes it if that run fails.
  */
 ZM_API int zm_source_run(zm_source *src, const char *uri);
 
 /*
  * Stops a running migration, or the next one: zm_source_run() returns
- * -ECANCELED.  Once the source has sent the end of the migration (END,
- * after the last pages and the device state) it is too late and the cancel
- * is ignored: the destination may be running the guest already, and the
- * source waits for its answer.
+ * -ECANCELED.  Once the source has sent the end of the migration (END
+ * after the last pages and the device state, or VERIFY after it when
+ * verifying) it is too late and the cancel is ignored: the destination may
+ * be running the guest already, and the source waits for its answer.
  */
 ZM_API void zm_source_cancel(zm_source *src);
 ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats);

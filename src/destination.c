@@ -777,10 +777,14 @@ static int receive(zm_dest *dst)
         return ret;
     }
     if (dst->hello.flags & ZM_HELLO_VERIFY) {
-        /* Everything arrived; now check it, the verdict comes after. */
+        /* Everything arrived; now check it, the verdict comes after.  Not
+         * after a cancel in load_state: then the verdict is FAIL at once. */
+        pthread_mutex_lock(&dst->lock);
+        ret = dst->failed ? dst->error : 0;
+        pthread_mutex_unlock(&dst->lock);
         struct iovec none = { NULL, 0 };
-        if ((ret = zm_frame_write(dst->main, ZM_FRAME_COMPLETE, &none, 1)) <
-            0) {
+        if (ret < 0 || (ret = zm_frame_write(dst->main, ZM_FRAME_COMPLETE,
+                                             &none, 1)) < 0) {
             return ret;
         }
         return verify(dst);
@@ -798,14 +802,17 @@ ZM_API int zm_dest_run(zm_dest *dst)
     pthread_mutex_unlock(&dst->stats_lock);
 
     int ret = receive(dst);
-    /* A cancel may also land after the last read (in load_state, say):
-     * then the source must not be told COMPLETE, nor the caller 0. */
+    /*
+     * A cancel may also land after the last read (in load_state, say):
+     * then the source must not be told COMPLETE, nor the caller 0.  The
+     * verdict is written under the lock fail() takes, so a cancel comes
+     * either before it (FAIL) or after it (too late).
+     */
     pthread_mutex_lock(&dst->lock);
     if (dst->failed) {
         ret = dst->error;
         zm_error(ret, "%s", dst->errmsg);
     }
-    pthread_mutex_unlock(&dst->lock);
     char msg[256];
     snprintf(msg, sizeof(msg), "%s", zm_errmsg());
     if (dst->main && dst->uri.kind != ZM_URI_FILE) {
@@ -813,12 +820,13 @@ ZM_API int zm_dest_run(zm_dest *dst)
         int wret = zm_frame_write(
             dst->main, ret < 0 ? ZM_FRAME_FAIL : ZM_FRAME_COMPLETE, &iov, 1);
         if (ret == 0 && wret < 0) {
-            /* The source never hears of it, and resumes its guest. */
+            /* The source never hears of it: it cannot take the guest. */
             ret = wret;
             snprintf(msg, sizeof(msg), "sending COMPLETE: %s",
                      zm_strerror(wret));
         }
     }
+    pthread_mutex_unlock(&dst->lock);
     if (ret < 0) {
         shutdown_all(dst);
     }

@@ -72,8 +72,9 @@ struct zm_source {
     unsigned busy;
     uint64_t skipped; /* this round's, for stats.skipped */
     bool quit;
-    /* END has gone out: the destination may run the guest already, so a
-     * cancel no longer stops the migration (it would resume ours too). */
+    /* The last frame the destination needs (END, or VERIFY) has gone
+     * out: it may run the guest already, so a cancel no longer stops the
+     * migration, and only its FAIL makes ours resume. */
     bool committed;
     int error;
     char errmsg[256];
@@ -974,6 +975,34 @@ static void set_status(zm_source *src, int status)
 }
 
 /* VERIFY: a hash of every page, for the destination to compare. */
+/*
+ * Writes the last frame the destination needs before it may run the guest
+ * (END, or VERIFY when verifying).  From here a cancel is ignored.  If the
+ * write fails, the frame is incomplete at the destination, which cannot
+ * complete: the commit is undone and the failure is an ordinary one.
+ */
+static int write_commit(zm_source *src, uint32_t type, struct iovec *iov,
+                        int iovcnt)
+{
+    if (src->file_mode) {
+        return zm_frame_write(src->main, type, iov, iovcnt);
+    }
+    pthread_mutex_lock(&src->lock);
+    if (src->error) { /* a cancel just before: still ours to honour */
+        pthread_mutex_unlock(&src->lock);
+        return src->error;
+    }
+    src->committed = true;
+    pthread_mutex_unlock(&src->lock);
+    int ret = zm_frame_write(src->main, type, iov, iovcnt);
+    if (ret < 0) {
+        pthread_mutex_lock(&src->lock);
+        src->committed = false;
+        pthread_mutex_unlock(&src->lock);
+    }
+    return ret;
+}
+
 static int send_verify(zm_source *src)
 {
     unsigned char *base[ZM_MAX_REGIONS];
@@ -998,7 +1027,7 @@ static int send_verify(zm_source *src)
         zm_put_le64(&hashes[i], hashes[i]);
     }
     struct iovec iov = { hashes, pages * sizeof(uint64_t) };
-    int ret = zm_frame_write(src->main, ZM_FRAME_VERIFY, &iov, 1);
+    int ret = write_commit(src, ZM_FRAME_VERIFY, &iov, 1);
     free(hashes);
     return ret;
 }
@@ -1056,20 +1085,10 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
     pthread_mutex_unlock(&src->stats_lock);
     zm_put_le64(end + 8, round + 1);
     iov = (struct iovec){ end, sizeof(end) };
-    if (!src->file_mode) {
-        pthread_mutex_lock(&src->lock);
-        if (src->error) { /* a cancel just before: still ours to honour */
-            pthread_mutex_unlock(&src->lock);
-            return src->error;
-        }
-        src->committed = true;
-        pthread_mutex_unlock(&src->lock);
-    }
-    if ((ret = zm_frame_write(src->main, ZM_FRAME_END, &iov, 1)) < 0) {
-        /* A 24-byte write fails whole: END never left, nothing is open. */
-        pthread_mutex_lock(&src->lock);
-        src->committed = false;
-        pthread_mutex_unlock(&src->lock);
+    /* With verify, the destination completes only on the whole VERIFY. */
+    ret = src->p.verify ? zm_frame_write(src->main, ZM_FRAME_END, &iov, 1)
+                        : write_commit(src, ZM_FRAME_END, &iov, 1);
+    if (ret < 0) {
         return ret;
     }
     unsigned char reply[ZM_FRAME_CONTROL_MAX];
@@ -1277,12 +1296,12 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
      */
     bool unconfirmed = ret < 0 && src->committed && ret != -ECONNREFUSED;
     if (unconfirmed) {
-        char cause[200];
+        char cause[160];
         snprintf(cause, sizeof(cause), "%s", zm_errmsg());
         ret = zm_error(-ENOTCONN,
-                       "no answer from the destination after the "
-                       "switchover (%s): it may be running the guest, "
-                       "which stays stopped here",
+                       "the destination may be running the guest, which "
+                       "stays stopped here: no answer after the "
+                       "switchover (%s)",
                        cause);
     }
     char msg[256];

@@ -97,12 +97,28 @@ static ssize_t fd_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
 
 /* sendmsg, not writev: a peer that went away must give -EPIPE, not a
  * SIGPIPE that kills the embedding process. */
+/*
+ * An established connection reports ECONNREFUSED when an ICMP port
+ * unreachable came back for it: a reset, as far as we are concerned.  The
+ * session keeps -ECONNREFUSED for the peer's own REFUSE or FAIL frame.
+ */
+static ssize_t socket_error(void)
+{
+    return errno == ECONNREFUSED ? -ECONNRESET : -errno;
+}
+
 static ssize_t socket_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
 {
     struct msghdr msg = { .msg_iov = (struct iovec *)iov,
                           .msg_iovlen = (size_t)iovcnt };
     ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
-    return n < 0 ? -errno : n;
+    return n < 0 ? socket_error() : n;
+}
+
+static ssize_t socket_readv(zm_conn *conn, const struct iovec *iov, int iovcnt)
+{
+    ssize_t n = readv(conn->fd, iov, iovcnt);
+    return n < 0 ? socket_error() : n;
 }
 
 static ssize_t fd_readv(zm_conn *conn, const struct iovec *iov, int iovcnt)
@@ -142,7 +158,7 @@ static void fd_close(zm_conn *conn)
 
 static const struct zm_conn_ops socket_ops = {
     .writev = socket_writev,
-    .readv = fd_readv,
+    .readv = socket_readv,
     .shutdown = socket_shutdown,
     .unsent = socket_unsent,
     .close = fd_close,

@@ -659,6 +659,7 @@ static void test_cancel_rate_wait(void)
 struct fake_dest {
     zm_listener *lst;
     zm_conn *main;
+    bool verify_then_vanish; /* answer END, take VERIFY, then vanish */
 };
 
 static void *fake_dest_thread(void *arg)
@@ -725,7 +726,7 @@ static void *drain_thread(void *arg)
     struct drain *d = arg;
     static _Thread_local unsigned char sink[1 << 16];
 
-    while (zm_conn_read_all(d->conn, sink, 1) == 0) {
+    while (zm_conn_read_all(d->conn, sink, sizeof(sink)) == 0) {
     }
     return NULL;
 }
@@ -735,31 +736,43 @@ static void *vanishing_dest_thread(void *arg)
     struct fake_dest *f = arg;
     unsigned char *body = malloc(ZM_MAX_DEVICE_STATE);
     struct drain drains[4];
-    struct zm_hello hello;
+    struct zm_hello hello = { 0 };
     uint32_t len;
     struct iovec none = { NULL, 0 };
+    unsigned started = 0;
 
-    CHECK(body && zm_listener_accept(f->lst, 10000, &f->main) == 0 &&
+    bool ok = body && zm_listener_accept(f->lst, 10000, &f->main) == 0 &&
               zm_frame_expect(f->main, ZM_FRAME_HELLO, body, ZM_HELLO_SIZE,
                               &len) == 0 &&
               zm_hello_decode(body, len, &hello) == 0 && hello.channels <= 4 &&
               zm_frame_expect(f->main, ZM_FRAME_LAYOUT, body,
                               ZM_LAYOUT_MAX_SIZE, &len) == 0 &&
-              zm_frame_write(f->main, ZM_FRAME_ACCEPT, &none, 1) == 0,
-          "vanishing destination: %s", zm_errmsg());
-    for (unsigned i = 0; i < hello.channels; i++) {
-        CHECK(zm_listener_accept(f->lst, 10000, &drains[i].conn) == 0,
-              "accept: %s", zm_errmsg());
-        pthread_create(&drains[i].thread, NULL, drain_thread, &drains[i]);
+              zm_frame_write(f->main, ZM_FRAME_ACCEPT, &none, 1) == 0;
+    CHECK(ok, "vanishing destination: %s", zm_errmsg());
+    while (ok && started < hello.channels) {
+        ok = zm_listener_accept(f->lst, 10000, &drains[started].conn) == 0;
+        CHECK(ok, "accept: %s", zm_errmsg());
+        if (ok) {
+            pthread_create(&drains[started].thread, NULL, drain_thread,
+                           &drains[started]);
+            started++;
+        }
     }
-    CHECK(zm_frame_expect(f->main, ZM_FRAME_DEVICE_STATE, body,
-                          ZM_MAX_DEVICE_STATE, &len) == 0 &&
+    CHECK(ok &&
+              zm_frame_expect(f->main, ZM_FRAME_DEVICE_STATE, body,
+                              ZM_MAX_DEVICE_STATE, &len) == 0 &&
               zm_frame_expect(f->main, ZM_FRAME_END, body, ZM_END_SIZE, &len) ==
                   0,
           "vanishing destination: %s", zm_errmsg());
+    if (ok && f->verify_then_vanish) {
+        CHECK(zm_frame_write(f->main, ZM_FRAME_COMPLETE, &none, 1) == 0 &&
+                  zm_frame_expect(f->main, ZM_FRAME_VERIFY, body,
+                                  ZM_MAX_DEVICE_STATE, &len) == 0,
+              "vanishing destination, verify: %s", zm_errmsg());
+    }
     zm_conn_close(f->main); /* no COMPLETE, no FAIL */
     f->main = NULL;
-    for (unsigned i = 0; i < hello.channels; i++) {
+    for (unsigned i = 0; i < started; i++) {
         pthread_join(drains[i].thread, NULL);
         zm_conn_close(drains[i].conn);
     }
@@ -767,7 +780,12 @@ static void *vanishing_dest_thread(void *arg)
     return NULL;
 }
 
-static void test_unconfirmed(void)
+/*
+ * when: 0, vanish after END; 1, with verify, after END (the destination
+ * cannot complete without VERIFY: an ordinary failure, the guest resumes);
+ * 2, with verify, after VERIFY (unconfirmed again).
+ */
+static void test_unconfirmed(int when)
 {
     struct guest g;
     struct zm_params p;
@@ -784,6 +802,8 @@ static void test_unconfirmed(void)
     guest_init(&g, false, 0);
     zm_params_init(&p);
     p.compression = ZM_CODEC_LZ4;
+    p.verify = when > 0;
+    f.verify_then_vanish = when == 2;
     CHECK(zm_uri_parse("tcp:127.0.0.1:0", &uri) == 0 &&
               zm_listener_open(&uri, &f.lst) == 0,
           "listen: %s", zm_errmsg());
@@ -793,12 +813,25 @@ static void test_unconfirmed(void)
     int ret = zm_source_run(src, zm_listener_uri(f.lst));
     pthread_join(thread, NULL);
     zm_source_stats(src, &st);
-    CHECK(ret == -ENOTCONN && st.status == ZM_STATUS_UNCONFIRMED &&
-              strstr(zm_errmsg(), "may be running the guest"),
-          "source: %d (%s), '%s'", ret, zm_status_name(st.status), zm_errmsg());
-    CHECK(g.stops == 1 && g.resumes == 0, "unconfirmed: %u stops, %u resumes",
-          g.stops, g.resumes);
-    printf("%-26s source: %s\n", "destination vanishes", zm_errmsg());
+    if (when == 1) {
+        CHECK(ret < 0 && ret != -ENOTCONN && st.status == ZM_STATUS_FAILED,
+              "verify, vanished before VERIFY: %d (%s), '%s'", ret,
+              zm_status_name(st.status), zm_errmsg());
+        CHECK(g.stops == 1 && g.resumes == 1,
+              "failed before VERIFY: %u stops, %u resumes", g.stops, g.resumes);
+    } else {
+        CHECK(ret == -ENOTCONN && st.status == ZM_STATUS_UNCONFIRMED &&
+                  strstr(zm_errmsg(), "may be running the guest"),
+              "source: %d (%s), '%s'", ret, zm_status_name(st.status),
+              zm_errmsg());
+        CHECK(g.stops == 1 && g.resumes == 0,
+              "unconfirmed: %u stops, %u resumes", g.stops, g.resumes);
+    }
+    static const char *const what[] = { "vanishes after END",
+                                        "vanishes before VERIFY",
+                                        "vanishes after VERIFY" };
+    printf("%-26s %s: %s\n", "destination", what[when],
+           zm_status_name(st.status));
     zm_listener_close(f.lst);
     zm_source_free(src);
     guest_fini(&g);
@@ -911,6 +944,8 @@ int main(void)
     test_rerun();
     test_cancel_rate_wait();
     test_dest_fails_during_rounds();
-    test_unconfirmed();
+    test_unconfirmed(0);
+    test_unconfirmed(1);
+    test_unconfirmed(2);
     return t_exit();
 }

@@ -484,6 +484,9 @@ static int end_run(struct loop *l, enum loop_end end)
     if (l->mig && l->mig->running) {
         zm_source_cancel(l->mig->src);
         finish_migration(l, false);
+        if (l->migration_unconfirmed) {
+            return 3; /* too late to cancel, and no answer came */
+        }
     }
     if (end == END_MIGRATED) {
         return l->migration_unconfirmed ? 3 : 0;
