@@ -974,7 +974,6 @@ static void set_status(zm_source *src, int status)
     pthread_mutex_unlock(&src->stats_lock);
 }
 
-/* VERIFY: a hash of every page, for the destination to compare. */
 /*
  * Writes the last frame the destination needs before it may run the guest
  * (END, or VERIFY when verifying).  From here a cancel is ignored.  If the
@@ -1003,6 +1002,7 @@ static int write_commit(zm_source *src, uint32_t type, struct iovec *iov,
     return ret;
 }
 
+/* VERIFY: a hash of every page, for the destination to compare. */
 static int send_verify(zm_source *src)
 {
     unsigned char *base[ZM_MAX_REGIONS];
@@ -1290,9 +1290,9 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     }
     pthread_mutex_unlock(&src->lock);
     /*
-     * After END, only the destination's FAIL (-ECONNREFUSED) says it will
-     * not run the guest.  Any other end leaves that open: resuming here
-     * could make two guests, so the guest stays stopped.
+     * After the commit (write_commit()), only the destination's FAIL frame
+     * (-ECONNREFUSED) says it will not run the guest.  Any other end leaves
+     * that open: resuming here could make two guests, so ours stays stopped.
      */
     bool unconfirmed = ret < 0 && src->committed && ret != -ECONNREFUSED;
     if (unconfirmed) {

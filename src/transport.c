@@ -202,8 +202,9 @@ static void tune_socket(int fd, int family)
          * after 10 s, give up after 3 unanswered probes 5 s apart, or once
          * sent data has made no progress for 30 s.  That also ends a peer
          * alive but not reading for 30 s (Linux counts zero-window probes
-         * too), which no healthy migration does.  After the switchover's
-         * END such an end is reported unconfirmed, never resumed from.
+         * too), which no healthy migration does.  Once the switchover has
+         * gone out whole, such an end is reported unconfirmed, never
+         * resumed from.
          */
         int idle = 10, intvl = 5, cnt = 3, user_timeout_ms = 30000;
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
