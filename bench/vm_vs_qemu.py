@@ -198,7 +198,8 @@ def _reap_all():
 
 def append_line(a):
     """The guest command line: the bench's settings."""
-    return "rate=%s smp=%d verify_every=%d" % (a.rate, a.vcpus, a.verify_every)
+    line = "rate=%s smp=%d verify_every=%d" % (a.rate, a.vcpus, a.verify_every)
+    return line + (" " + a.guest_args if a.guest_args else "")
 
 
 # ------------------------------------------------------------------ QEMU
@@ -420,6 +421,9 @@ def main():
     ap.add_argument("--vcpus", type=int, default=1)
     ap.add_argument("--rate", default="100M",
                     help="guest dirty rate, bytes/s, binary suffix (default 100M)")
+    ap.add_argument("--guest-args", default="",
+                    help="more of the guest's command line, for both tools, "
+                         "e.g. 'hot=20' (vm/guest/README.md)")
     ap.add_argument("--verify-every", type=int, default=30,
                     help="the guest verifies all its regions every N heartbeats "
                          "(default 30: not while it migrates, since on this host a "
@@ -500,6 +504,7 @@ def main():
                         rec = run(a, link, method, wd)
                         rec.update({"rep": rep, "link": link.name, "ram": a.ram,
                                     "vcpus": a.vcpus, "rate": a.rate,
+                                    "guest_args": a.guest_args,
                                     "channels": a.channels, "level": a.level,
                                     "prewarm_gib": a.prewarm, "zm_flags": a.zm_flags,
                                     "mem_prealloc": a.mem_prealloc, "dirty_ring": a.dirty_ring,

@@ -60,6 +60,8 @@ struct config {
     uint32_t verify_every;
     uint32_t exit_after_verify;
     uint32_t seed;
+    uint32_t hot;        /* percent of each vCPU's regions; 0: uniform */
+    uint32_t hot_writes; /* percent of writes that go to those */
 };
 
 /* Per region, in guest RAM so that it migrates with the data. */
@@ -250,6 +252,8 @@ static void set_key(const char *k, uint32_t kn, const char *v, uint32_t vn)
         { "verify_every", 0, 0xffffffffu, 0 },
         { "exit_after_verify", 0, 1, 0 },
         { "seed", 0, 0xffffffffu, 0 },
+        { "hot", 0, 100, 0 },
+        { "hot_writes", 0, 100, 0 },
     };
     for (uint32_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (!key_is(k, kn, keys[i].name)) {
@@ -280,8 +284,14 @@ static void set_key(const char *k, uint32_t kn, const char *v, uint32_t vn)
         case 5:
             cfg.exit_after_verify = (uint32_t)x;
             break;
-        default:
+        case 6:
             cfg.seed = (uint32_t)x;
+            break;
+        case 7:
+            cfg.hot = (uint32_t)x;
+            break;
+        default:
+            cfg.hot_writes = (uint32_t)x;
             break;
         }
         return;
@@ -296,6 +306,7 @@ static void parse_cmdline(const char *s)
     cfg.fill = 90;
     cfg.heartbeat_ms = 1000;
     cfg.seed = 1;
+    cfg.hot_writes = 80;
 
     for (int first = 1; *s != '\0'; first = 0) {
         while (*s == ' ' || *s == '\t') {
@@ -354,6 +365,27 @@ static int layout(void)
     nregions = n;
     memset(meta, 0, n * sizeof(*meta));
     return 0;
+}
+
+/*
+ * The next region this vCPU rewrites: uniform over its regions, or with
+ * hot=P, hot_writes percent of the time one of the first P percent of
+ * them (a working set, as real guests have), otherwise one of the rest.
+ */
+static uint32_t pick_region(struct cpu_state *c, uint32_t id)
+{
+    const uint32_t n = c->nown;
+    const uint32_t nhot = (n * cfg.hot + 99) / 100;
+    uint32_t k;
+
+    if (nhot == 0 || nhot >= n) {
+        k = xs32(&c->rng) % n;
+    } else if (xs32(&c->rng) % 100 < cfg.hot_writes) {
+        k = xs32(&c->rng) % nhot;
+    } else {
+        k = nhot + xs32(&c->rng) % (n - nhot);
+    }
+    return id + k * ncpus;
 }
 
 static void write_region(struct cpu_state *c, uint32_t r)
@@ -590,9 +622,9 @@ static __attribute__((noreturn)) void worker(uint32_t id)
             heartbeat(now);
         }
         if (cyc_per_region == 0) {
-            write_region(c, id + xs32(&c->rng) % c->nown * ncpus);
+            write_region(c, pick_region(c, id));
         } else if ((int64_t)(now - c->next_write) >= 0) {
-            write_region(c, id + xs32(&c->rng) % c->nown * ncpus);
+            write_region(c, pick_region(c, id));
             pace(c, now);
         } else {
             cpu_relax();
@@ -638,6 +670,11 @@ void kmain(uint32_t magic, uint32_t mbi_addr)
             "rate=%llu tsc_khz=%u\n",
             (boot_ram_end + (1u << 19)) >> 20, nregions, ZMG_REGION_SIZE / 1024,
             ncpus, (unsigned long long)cfg.rate, tsc_khz);
+    if (cfg.hot != 0 && cfg.hot < 100) {
+        kprintf("zmguest: hot=%u hot_writes=%u: writes favour a working "
+                "set\n",
+                cfg.hot, cfg.hot_writes);
+    }
     kprintf("zmguest: data at 0x%x, %u bytes; table at 0x%x\n",
             (uint32_t)(uintptr_t)data_base, nregions * ZMG_REGION_SIZE,
             (uint32_t)(uintptr_t)meta);
