@@ -98,12 +98,15 @@ else
 fi
 
 # ---- boot: the built guest by default, its serial on stdout ----
-"$zm" vm --ram 64M --vcpus 1 --append "rate=10M" --run-for 2s \
+"$zm" vm --ram 64M --vcpus 1 --append "rate=10M hot=20" --run-for 2s \
     >"$dir/boot.out" 2>"$dir/boot.err"
 status=$?
 check "boot: runs 2 s and exits 0" [ $status -eq 0 ]
 check "boot: the guest's boot line on stdout" \
     grep -q '^zmguest: boot ram=64M .*cpus=1' "$dir/boot.out"
+check "boot: the guest takes a working set (hot=20)" \
+    grep -q '^zmguest: hot=20 hot_writes=80' "$dir/boot.out"
+check "boot: and beats with it" grep -q '^heartbeat 1 ' "$dir/boot.out"
 [ $fail -eq 0 ] || { show "boot stdout" "$dir/boot.out";
                      show "boot stderr" "$dir/boot.err"; }
 
