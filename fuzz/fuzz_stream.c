@@ -32,6 +32,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "channel.h"
+#include "endian_util.h"
 #include "fuzz.h"
 #include "zmigrate.h"
 
@@ -111,35 +113,34 @@ static bool expected_error(int ret)
     }
 }
 
-/* Sum of the LAYOUT's region sizes, or UINT64_MAX if it cannot be read. */
+/*
+ * Sum of the LAYOUT's region sizes, read with the library's own decoders,
+ * or UINT64_MAX if the handshake would refuse it anyway.
+ */
 static uint64_t layout_total(const uint8_t *data, size_t size)
 {
-    const size_t hello_end = 8 + 40;
+    static struct zm_layout_region layout[ZM_MAX_REGIONS];
+    const size_t at = ZM_FRAME_HEADER_SIZE + ZM_HELLO_SIZE;
+    struct zm_hello hello;
+    unsigned n;
     uint64_t total = 0;
 
-    if (size < hello_end + 12) {
+    if (size < at + ZM_FRAME_HEADER_SIZE ||
+        zm_hello_decode(data + ZM_FRAME_HEADER_SIZE, ZM_HELLO_SIZE, &hello) <
+            0) {
         return UINT64_MAX;
     }
-    const uint8_t *p = data + hello_end + 8;
-    size_t len = size - hello_end - 8;
-    uint32_t count = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-    size_t pos = 4;
-    for (uint32_t i = 0; i < count; i++) {
-        if (len - pos < 9) {
+    uint32_t len = zm_get_le32(data + at + 4);
+    if (len > size - at - ZM_FRAME_HEADER_SIZE ||
+        zm_layout_decode(data + at + ZM_FRAME_HEADER_SIZE, len, hello.page_size,
+                         layout, &n) < 0) {
+        return UINT64_MAX;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (layout[i].size > MAPPED_MAX - total) {
             return UINT64_MAX;
         }
-        uint64_t s = 0;
-        for (int b = 7; b >= 0; b--) {
-            s = s << 8 | p[pos + b];
-        }
-        if (s > MAPPED_MAX || total + s > MAPPED_MAX) {
-            return UINT64_MAX;
-        }
-        total += s;
-        pos += 9 + p[pos + 8];
-        if (pos > len) {
-            return UINT64_MAX;
-        }
+        total += layout[i].size;
     }
     return total;
 }
