@@ -168,7 +168,7 @@ def tcp_count(pid, port, state):
 def prewarm(nbytes):
     """Touches nbytes of anonymous MADV_HUGEPAGE memory and frees it, so that
     the next allocations find memory the host has backed (see
-    doc/performance.md: free-page reporting makes first touch expensive)."""
+    doc/results/2026-11-24-vs-qemu-loopback.md: free-page reporting makes first touch expensive)."""
     m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         m.madvise(mmap.MADV_HUGEPAGE)

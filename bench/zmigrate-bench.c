@@ -26,10 +26,12 @@
 #include <unistd.h>
 
 #include "zmigrate.h"
-#include "hash.h"
-#include "json.h"
+#include "common/cpu.h"
+#include "common/hash.h"
+#include "tools/datagen.h"
+#include "tools/json.h"
 #include "raw_codec.h"
-#include "zero.h"
+#include "common/zero.h"
 
 #ifndef ZM_SOURCE_DIR
 #define ZM_SOURCE_DIR "."
@@ -1023,7 +1025,7 @@ static int bench_micro(const struct dataset *ds, const struct options *opt,
     out[n].dispatched = true;
     micro_time(&j, runs, &out[n++]);
     for (unsigned i = 0; i < zm_zero_impl_count; i++) {
-        if (!zm_zero_impls[i].supported()) {
+        if (!zm_cpu_has(zm_zero_impls[i].cpu_features)) {
             continue;
         }
         j.is_zero = zm_zero_impls[i].is_zero;
@@ -1060,7 +1062,7 @@ static int bench_micro(const struct dataset *ds, const struct options *opt,
     out[n].dispatched = true;
     micro_time(&j, runs, &out[n++]);
     for (unsigned i = 0; i < zm_hash_impl_count; i++) {
-        if (!zm_hash_impls[i].supported()) {
+        if (!zm_cpu_has(zm_hash_impls[i].cpu_features)) {
             continue;
         }
         j.hash64 = zm_hash_impls[i].hash64;

@@ -21,7 +21,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "codec.h"
+#include "codec/codec.h"
 #include "fuzz.h"
 #include "fuzz_data_producer.h"
 

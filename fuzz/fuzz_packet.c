@@ -45,11 +45,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "codec.h"
-#include "endian_util.h"
+#include "codec/codec.h"
+#include "common/endian_util.h"
 #include "fuzz.h"
-#include "hash.h"
-#include "packet.h"
+#include "common/hash.h"
+#include "engine/packet.h"
 #include "zmigrate.h"
 
 #define PAGE 4096u

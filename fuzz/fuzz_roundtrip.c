@@ -21,12 +21,12 @@
 #include <errno.h>
 #include <string.h>
 
-#include "codec.h"
-#include "endian_util.h"
+#include "codec/codec.h"
+#include "common/endian_util.h"
 #include "fuzz.h"
 #include "fuzz_roundtrip.h"
 #include "zmigrate.h"
-#include "zero.h"
+#include "common/zero.h"
 
 #define CANARY 0xa5
 

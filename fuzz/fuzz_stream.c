@@ -1,7 +1,7 @@
 /*
  * fuzz_stream.c - a whole migration stream, as zm_dest_run() reads it from
  * a file: HELLO, LAYOUT, the data frames of every channel, DEVICE_STATE,
- * END and VERIFY (src/destination.c, doc/wire-format.md)
+ * END and VERIFY (src/migrate/destination.c, doc/wire-format.md)
  *
  * The input is the file.  The destination has two registered regions,
  * "ram" (64 pages) and "rom" (3 pages), zero at the start of each run,
@@ -32,8 +32,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "channel.h"
-#include "endian_util.h"
+#include "channel/channel.h"
+#include "common/endian_util.h"
 #include "fuzz.h"
 #include "zmigrate.h"
 

@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codec.h"
+#include "codec/codec.h"
 #include "fuzz_data_producer.h"
 #include "fuzz_roundtrip.h"
 #include "zmigrate.h"

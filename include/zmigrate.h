@@ -484,21 +484,6 @@ ZM_API void zm_dest_cancel(zm_dest *dst);
 ZM_API void zm_dest_stats(zm_dest *dst, struct zm_stats *stats);
 ZM_API void zm_dest_free(zm_dest *dst);
 
-/* ---------------------------------------------------------------------- */
-/* Guest-like data                                                         */
-/* ---------------------------------------------------------------------- */
-
-/*
- * Fills buf with deterministic memory that resembles a guest's: text, code,
- * structured records, runs of zero pages and random data, mixed page by
- * page.  zstd level 1 on 512 KiB batches compresses it about as well as the
- * Silesia corpus.  The same seed and length always give the same bytes, and
- * the bytes of a page depend only on the seed and the page's offset, so a
- * buffer can be filled in parts (offset must be a multiple of 4096).
- */
-ZM_API void zm_datagen_fill(void *buf, size_t len, uint64_t offset,
-                            uint64_t seed);
-
 #ifdef __cplusplus
 }
 #endif

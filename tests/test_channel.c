@@ -10,9 +10,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "channel.h"
-#include "endian_util.h"
-#include "error.h"
+#include "channel/channel.h"
+#include "common/endian_util.h"
+#include "common/error.h"
 #include "test_util.h"
 #include "zmigrate.h"
 

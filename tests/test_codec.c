@@ -9,8 +9,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "codec.h"
+#include "codec/codec.h"
 #include "test_util.h"
+#include "tools/datagen.h"
 
 #define PAGE 4096
 #define PAGES 32

@@ -3,6 +3,7 @@
  * the mix and compressibility of what it makes
  */
 #include "zmigrate.h"
+#include "tools/datagen.h"
 
 #include <stdio.h>
 #include <stdlib.h>

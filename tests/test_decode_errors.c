@@ -14,11 +14,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "endian_util.h"
-#include "hash.h"
-#include "packet.h"
+#include "common/endian_util.h"
+#include "common/hash.h"
+#include "engine/packet.h"
 #include "test_util.h"
 #include "zmigrate.h"
+#include "tools/datagen.h"
 
 #define PAGE 4096u
 #define REGION_PAGES 64u

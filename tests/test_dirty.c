@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "dirty.h"
+#include "dirty/dirty.h"
 #include "test_util.h"
 #include "zmigrate.h"
 

@@ -14,6 +14,7 @@
 
 #include "test_util.h"
 #include "zmigrate.h"
+#include "tools/datagen.h"
 
 #define PAGE 4096u
 #define REGION_PAGES 512u

@@ -8,9 +8,10 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "estimate.h"
+#include "engine/estimate.h"
 #include "test_util.h"
 #include "zmigrate.h"
+#include "tools/datagen.h"
 
 #define BATCH (512u * 1024u)
 

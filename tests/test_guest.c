@@ -4,7 +4,8 @@
  *
  * Rates are printed, never asserted: the machine may be busy.
  */
-#include "guest.h"
+#include "tools/datagen.h"
+#include "tools/sim_guest.h"
 #include "test_util.h"
 #include "zmigrate.h"
 

@@ -5,7 +5,8 @@
  * Lengths cover each XXH3 path (0-16, 17-128, 129-240, then stripes and
  * 1 KiB blocks) at every alignment; streams are cut at random.
  */
-#include "hash.h"
+#include "common/cpu.h"
+#include "common/hash.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -371,7 +372,7 @@ int main(void)
     for (i = 0; i < zm_hash_impl_count; i++) {
         const struct zm_hash_impl *impl = &zm_hash_impls[i];
 
-        if (!impl->supported()) {
+        if (!zm_cpu_has(impl->cpu_features)) {
             printf("impl %-8s not supported here, skipped\n", impl->name);
             continue;
         }

@@ -2,7 +2,7 @@
  * test_json.c - the zmigrate tool's JSON strings: what is escaped, which
  * UTF-8 passes, and which bytes become U+FFFD
  */
-#include "json.h"
+#include "tools/json.h"
 #include "test_util.h"
 
 #include <string.h>

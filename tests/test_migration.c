@@ -15,11 +15,12 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "channel.h"
-#include "session.h"
+#include "channel/channel.h"
+#include "migrate/session.h"
 #include "test_util.h"
-#include "transport.h"
+#include "channel/transport.h"
 #include "zmigrate.h"
+#include "tools/datagen.h"
 
 #define RAM (32u << 20)
 #define PAGE 4096u

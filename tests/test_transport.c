@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 
 #include "test_util.h"
-#include "transport.h"
+#include "channel/transport.h"
 #include "zmigrate.h"
 
 #define BIG (8u << 20)

@@ -3,7 +3,7 @@
  * parses to what, what is refused and how, and how values print
  */
 #include "test_util.h"
-#include "units.h"
+#include "tools/units.h"
 
 #include <errno.h>
 #include <math.h>

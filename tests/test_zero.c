@@ -7,7 +7,8 @@
  * faults on one). Bytes just before a buffer are non-zero, so a read
  * below it that counts shows as a wrong answer.
  */
-#include "zero.h"
+#include "common/cpu.h"
+#include "common/zero.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -319,7 +320,7 @@ static void add_checkers(void)
     for (i = 0; i < zm_zero_impl_count; i++) {
         const struct zm_zero_impl *impl = &zm_zero_impls[i];
 
-        if (!impl->supported()) {
+        if (!zm_cpu_has(impl->cpu_features)) {
             printf("impl %-8s not supported here, skipped\n", impl->name);
             continue;
         }

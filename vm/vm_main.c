@@ -1,7 +1,7 @@
 /*
- * vm_main.c - `zmigrate vm`: options, and the three flows (run a kernel;
- * run it and migrate it out; receive one and run it) on libzmigrate's
- * public API
+ * vm_main.c - zmigrate-vm, the VMM (`zmigrate vm` runs it): options, and
+ * the three flows (run a kernel; run it and migrate it out; receive one
+ * and run it) on libzmigrate's public API and tools/
  *
  * Threads: the main thread waits on an event loop (the VM's eventfd, a
  * signalfd for SIGINT/SIGTERM/SIGUSR2, the migration's eventfd, deadlines);
@@ -22,20 +22,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "climig.h"
 #include "kvm.h"
 #include "multiboot.h"
-#include "units.h"
-#include "vm_main.h"
+#include "tools/migrate_cli.h"
+#include "tools/units.h"
 #include "zmigrate.h"
 
 #define DEFAULT_RAM (256ull << 20)
-#define DEFAULT_KERNEL "../vm/guest/zmguest.elf"
+#define DEFAULT_KERNEL "guest/zmguest.elf"
 #define NEVER UINT64_MAX
 
 static const char vm_usage[] =
     "NAME\n"
-    "    zmigrate vm - run a guest kernel in KVM and migrate it live\n"
+    "    zmigrate vm, zmigrate-vm - a KVM VMM that migrates its guest live\n"
     "\n"
     "SYNOPSIS\n"
     "    zmigrate vm [--kernel ELF] [--ram SIZE] [--vcpus N] [--append ARGS]\n"
@@ -786,10 +785,12 @@ out:
     return status;
 }
 
-int zm_vm_main(int argc, char **argv)
+int main(int argc, char **argv)
 {
     struct vm_options o = { .migrate_after_ns = 1000000000u };
     char err[256];
+
+    signal(SIGPIPE, SIG_IGN);
 
     zm_cli_name = "zmigrate vm";
     zm_params_init(&o.mig.params);

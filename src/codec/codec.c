@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "codec.h"
-#include "error.h"
+#include "common/error.h"
 
 /* Indexed by id; a hole is a codec this build does not include. */
 static const struct zm_codec_ops *const codecs[ZM_CODEC_COUNT] = {

@@ -14,7 +14,7 @@
 #include <lz4.h>
 
 #include "codec.h"
-#include "endian_util.h"
+#include "common/endian_util.h"
 
 struct lz4_state {
     LZ4_stream_t *stream;

@@ -2,8 +2,8 @@
  * hash.h - XXH3 64-bit hashing with run-time CPU dispatch
  *
  * Results equal libxxhash's XXH3_64bits_withSeed() on every CPU. The code
- * is xxhash's own, compiled once per vector extension (hash.c: SSE2 or
- * the target's default, hash_avx2.c, hash_avx512.c); the fastest one the
+ * is xxhash's own, compiled once per vector extension (hash_variant.c:
+ * SSE2 or the target's default, AVX2, AVX-512); the fastest one the
  * CPU supports is picked once, on the first call, and used by every
  * function below so that a streaming state never changes hands.
  */
@@ -16,7 +16,7 @@
 
 /*
  * Room for an XXH3_state_t (576 bytes, 64-byte aligned, in xxhash 0.8);
- * each hash*.c checks at compile time that it fits. Opaque, so that this
+ * hash_variant.c checks at compile time that it fits. Opaque, so that this
  * header does not pull xxhash.h into every user.
  */
 #define ZM_HASH_STATE_SIZE 576
@@ -47,8 +47,8 @@ const char *zm_hash_impl_name(void);
 
 /*
  * Every implementation built in, best first, for tests and benchmarks
- * only. Call the others only when supported() returns true, and keep each
- * state with the implementation that reset it.
+ * only. Call the others only when zm_cpu_has(cpu_features) (cpu.h), and
+ * keep each state with the implementation that reset it.
  */
 struct zm_hash_impl {
     const char *name;
@@ -56,23 +56,22 @@ struct zm_hash_impl {
     void (*reset)(zm_hash_state *s, uint64_t seed);
     void (*update)(zm_hash_state *s, const void *p, size_t len);
     uint64_t (*digest)(const zm_hash_state *s);
-    bool (*supported)(void);
+    unsigned cpu_features; /* the ZM_CPU_* bits it needs */
 };
 
 extern const struct zm_hash_impl zm_hash_impls[];
 extern const unsigned zm_hash_impl_count;
 
-/* Defined in hash_avx2.c and hash_avx512.c; only hash.c calls these. */
+/* hash_variant.c, compiled per extension; only hash.c calls these. */
+#define ZM_HASH_DECLARE(suffix)                                                \
+    uint64_t zm_hash64_##suffix(const void *p, size_t len, uint64_t seed);     \
+    void zm_hash_reset_##suffix(zm_hash_state *s, uint64_t seed);              \
+    void zm_hash_update_##suffix(zm_hash_state *s, const void *p, size_t len); \
+    uint64_t zm_hash_digest_##suffix(const zm_hash_state *s);
+ZM_HASH_DECLARE(base)
 #if defined(__x86_64__) || defined(__i386__)
-uint64_t zm_hash64_avx2(const void *p, size_t len, uint64_t seed);
-void zm_hash_reset_avx2(zm_hash_state *s, uint64_t seed);
-void zm_hash_update_avx2(zm_hash_state *s, const void *p, size_t len);
-uint64_t zm_hash_digest_avx2(const zm_hash_state *s);
-
-uint64_t zm_hash64_avx512(const void *p, size_t len, uint64_t seed);
-void zm_hash_reset_avx512(zm_hash_state *s, uint64_t seed);
-void zm_hash_update_avx512(zm_hash_state *s, const void *p, size_t len);
-uint64_t zm_hash_digest_avx512(const zm_hash_state *s);
+ZM_HASH_DECLARE(avx2)
+ZM_HASH_DECLARE(avx512)
 #endif
 
 #endif /* ZM_HASH_H */

@@ -2,8 +2,8 @@
  * zero.c - zero-page detection: scalar, SSE2, AVX2 and AVX-512 versions
  *
  * The file builds with plain -O2: each vector version carries its own
- * target attribute and runs only when __builtin_cpu_supports() says the
- * CPU, and the OS for the wider registers, can run it.
+ * target attribute and runs only when zm_cpu_has() (cpu.h) says the CPU,
+ * and the OS for the wider registers, can run it.
  *
  * Every version tests its first vector alone, because a non-zero page
  * nearly always shows it in the first bytes; then it ORs four aligned
@@ -13,6 +13,8 @@
  * buffer; lengths below one vector take the small paths.
  */
 #include "zero.h"
+
+#include "cpu.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -87,11 +89,6 @@ static bool zm_is_zero_scalar(const void *p, size_t len)
         return false;
     }
     return (zm_zero_load64(end - 16) | zm_zero_load64(end - 8)) == 0;
-}
-
-static bool zm_cpu_any(void)
-{
-    return true;
 }
 
 #ifdef ZM_ZERO_X86
@@ -272,25 +269,6 @@ static bool zm_is_zero_avx512(const void *p, size_t len)
     return zero;
 }
 
-static bool zm_cpu_sse2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("sse2");
-}
-
-static bool zm_cpu_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
-}
-
-static bool zm_cpu_avx512(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512bw");
-}
-
 #endif /* ZM_ZERO_X86 */
 
 /* Best first: the dispatcher takes the first one supported. */
@@ -298,11 +276,11 @@ const struct zm_zero_impl zm_zero_impls[] = {
 #ifdef ZM_ZERO_X86
     { .name = "avx512",
       .is_zero = zm_is_zero_avx512,
-      .supported = zm_cpu_avx512 },
-    { .name = "avx2", .is_zero = zm_is_zero_avx2, .supported = zm_cpu_avx2 },
-    { .name = "sse2", .is_zero = zm_is_zero_sse2, .supported = zm_cpu_sse2 },
+      .cpu_features = ZM_CPU_AVX512 },
+    { .name = "avx2", .is_zero = zm_is_zero_avx2, .cpu_features = ZM_CPU_AVX2 },
+    { .name = "sse2", .is_zero = zm_is_zero_sse2, .cpu_features = ZM_CPU_SSE2 },
 #endif
-    { .name = "scalar", .is_zero = zm_is_zero_scalar, .supported = zm_cpu_any },
+    { .name = "scalar", .is_zero = zm_is_zero_scalar, .cpu_features = 0 },
 };
 
 const unsigned zm_zero_impl_count =
@@ -325,7 +303,7 @@ static const struct zm_zero_impl *zm_zero_pick(void)
     }
     impl = &zm_zero_impls[zm_zero_impl_count - 1];
     for (i = 0; i < zm_zero_impl_count; i++) {
-        if (zm_zero_impls[i].supported()) {
+        if (zm_cpu_has(zm_zero_impls[i].cpu_features)) {
             impl = &zm_zero_impls[i];
             break;
         }

@@ -22,12 +22,12 @@ const char *zm_zero_impl_name(void);
 
 /*
  * Every implementation built in, best first, for tests and benchmarks
- * only. Call is_zero only when supported() returns true.
+ * only. Call is_zero only when zm_cpu_has(cpu_features) (cpu.h).
  */
 struct zm_zero_impl {
     const char *name;
     bool (*is_zero)(const void *p, size_t len);
-    bool (*supported)(void);
+    unsigned cpu_features; /* the ZM_CPU_* bits it needs */
 };
 
 extern const struct zm_zero_impl zm_zero_impls[];

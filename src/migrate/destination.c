@@ -1,0 +1,868 @@
+/*
+ * destination.c - the receiving side of a live migration
+ *
+ * The caller's thread accepts the channels and serves the main channel; a
+ * thread per data channel decodes packets straight into guest memory.  At
+ * each SYNC the data threads meet, so no page of round r + 1 is applied
+ * before every page of round r (doc/design-migration.md).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "common/endian_util.h"
+#include "common/error.h"
+#include "engine/packet.h"
+#include "session.h"
+
+struct dst_region {
+    char name[ZM_REGION_NAME_MAX + 1];
+    unsigned char *base;
+    size_t size;
+    bool mapped; /* by us, from the layout */
+};
+
+struct dst_channel {
+    zm_dest *dst;
+    unsigned index;
+    zm_conn *conn;
+    zm_decoder *dec;
+    unsigned char *packet;
+    size_t cap;
+    struct iovec *iov; /* where a raw payload goes, hello.max_pages */
+    pthread_t thread;
+    bool started;
+    uint64_t pages;
+    double cpu;
+};
+
+struct zm_dest {
+    struct zm_params p;
+    struct zm_dest_hooks hooks;
+    struct dst_region regions[ZM_MAX_REGIONS];
+    unsigned nregions;
+    bool registered; /* regions came from zm_dest_add_region() */
+
+    struct zm_uri uri;
+    zm_listener *listener;
+    zm_conn *main;
+    zm_conn *pending;      /* accepted, its HELLO not yet read */
+    struct zm_hello hello; /* the source's */
+    struct dst_channel *chans;
+    unsigned nchans;
+
+    /* Round barrier and failure, under lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned arrived;
+    uint64_t generation;
+    bool failed;
+    int error;
+    char errmsg[256];
+
+    pthread_mutex_t stats_lock;
+    struct zm_stats stats;
+    atomic_bool cancelled;
+};
+
+ZM_API int zm_dest_new(const struct zm_params *params,
+                       const struct zm_dest_hooks *hooks, zm_dest **out)
+{
+    zm_dest *dst = calloc(1, sizeof(*dst));
+
+    if (!dst) {
+        return zm_error(-ENOMEM, "out of memory");
+    }
+    zm_params_copy(&dst->p, params);
+    if (hooks) {
+        dst->hooks = *hooks;
+    }
+    pthread_mutex_init(&dst->lock, NULL);
+    pthread_cond_init(&dst->cond, NULL);
+    pthread_mutex_init(&dst->stats_lock, NULL);
+    *out = dst;
+    return 0;
+}
+
+ZM_API int zm_dest_add_region(zm_dest *dst, const char *name, void *base,
+                              size_t size)
+{
+    size_t len = name ? strlen(name) : 0;
+
+    if (dst->nregions == ZM_MAX_REGIONS || len == 0 ||
+        len > ZM_REGION_NAME_MAX || size == 0 || !base) {
+        return zm_error(-EINVAL, "region '%s': bad name, size or base",
+                        name ? name : "");
+    }
+    struct dst_region *r = &dst->regions[dst->nregions++];
+    memcpy(r->name, name, len + 1);
+    r->base = base;
+    r->size = size;
+    dst->registered = true;
+    return 0;
+}
+
+ZM_API int zm_dest_listen(zm_dest *dst, const char *uri)
+{
+    int ret = zm_uri_parse(uri, &dst->uri);
+
+    if (ret < 0 || dst->uri.kind == ZM_URI_FILE) {
+        return ret;
+    }
+    return zm_listener_open(&dst->uri, &dst->listener);
+}
+
+ZM_API const char *zm_dest_uri(const zm_dest *dst)
+{
+    return dst->listener ? zm_listener_uri(dst->listener) : dst->uri.path;
+}
+
+ZM_API unsigned zm_dest_region_count(const zm_dest *dst)
+{
+    return dst->nregions;
+}
+
+ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
+                          void **base, size_t *size)
+{
+    if (i >= dst->nregions) {
+        return zm_error(-ENOENT, "no region %u", i);
+    }
+    if (name) {
+        *name = dst->regions[i].name;
+    }
+    if (base) {
+        *base = dst->regions[i].base;
+    }
+    if (size) {
+        *size = dst->regions[i].size;
+    }
+    return 0;
+}
+
+static void shutdown_all(zm_dest *dst)
+{
+    /* Reads only: the source must still hear FAIL, or it cannot tell a
+     * failure from a crash after its END (and must not resume then). */
+    zm_conn_shutdown_read(dst->main);
+    zm_conn_shutdown(dst->pending);
+    for (unsigned i = 0; dst->chans && i < dst->nchans; i++) {
+        if (dst->chans[i].conn != dst->main) {
+            zm_conn_shutdown(dst->chans[i].conn);
+        }
+    }
+}
+
+/*
+ * Records the first failure, releases the barrier and every blocked read.
+ * The lock also guards the connections' creation and closing.
+ */
+static int fail(zm_dest *dst, int err)
+{
+    pthread_mutex_lock(&dst->lock);
+    if (!dst->failed) {
+        dst->failed = true;
+        dst->error = err;
+        snprintf(dst->errmsg, sizeof(dst->errmsg), "%s", zm_errmsg());
+    }
+    pthread_cond_broadcast(&dst->cond);
+    shutdown_all(dst);
+    pthread_mutex_unlock(&dst->lock);
+    return err;
+}
+
+ZM_API void zm_dest_cancel(zm_dest *dst)
+{
+    atomic_store(&dst->cancelled, true);
+    fail(dst, zm_error(-ECANCELED, "migration cancelled"));
+}
+
+ZM_API void zm_dest_stats(zm_dest *dst, struct zm_stats *stats)
+{
+    pthread_mutex_lock(&dst->stats_lock);
+    *stats = dst->stats;
+    pthread_mutex_unlock(&dst->stats_lock);
+}
+
+ZM_API void zm_dest_free(zm_dest *dst)
+{
+    if (!dst) {
+        return;
+    }
+    for (unsigned i = 0; i < dst->nregions; i++) {
+        if (dst->regions[i].mapped) {
+            munmap(dst->regions[i].base, dst->regions[i].size);
+        }
+    }
+    zm_listener_close(dst->listener);
+    pthread_mutex_destroy(&dst->lock);
+    pthread_cond_destroy(&dst->cond);
+    pthread_mutex_destroy(&dst->stats_lock);
+    free(dst);
+}
+
+/* Waits until every data channel has reached this SYNC. */
+static int barrier(zm_dest *dst)
+{
+    pthread_mutex_lock(&dst->lock);
+    uint64_t gen = dst->generation;
+    if (++dst->arrived == dst->nchans) {
+        dst->arrived = 0;
+        dst->generation++;
+        pthread_cond_broadcast(&dst->cond);
+    } else {
+        while (gen == dst->generation && !dst->failed) {
+            pthread_cond_wait(&dst->cond, &dst->lock);
+        }
+    }
+    int ret = dst->failed ? -ECANCELED : 0;
+    pthread_mutex_unlock(&dst->lock);
+    return ret;
+}
+
+static int read_error(struct dst_channel *ch, int ret)
+{
+    if (ret == -ENODATA || ret == -ECONNRESET) {
+        return zm_error(-ECONNRESET,
+                        "channel %u: the stream ends inside a packet",
+                        ch->index);
+    }
+    return zm_error(ret, "channel %u: %s", ch->index, zm_strerror(ret));
+}
+
+/*
+ * Reads a packet of len bytes whose header is in ch->packet and applies
+ * it.  A raw one's payload goes from the stream straight into its pages;
+ * any other is read whole and decoded.
+ */
+static int read_packet(struct dst_channel *ch, uint32_t len,
+                       struct zm_packet_info *info)
+{
+    struct zm_packet_header h;
+    int ret;
+
+    if (len >= ZM_PACKET_HEADER_SIZE &&
+        zm_packet_parse_header(ch->packet, ZM_PACKET_HEADER_SIZE, &h) == 0 &&
+        h.flags & ZM_PKT_RAW && h.normal_count > 0) {
+        size_t head =
+            ZM_PACKET_HEADER_SIZE + 4 * ((size_t)h.normal_count + h.zero_count);
+        int iovcnt;
+        if (head > len) {
+            head = len; /* zm_decode_raw_begin() says what is wrong */
+        }
+        if ((ret =
+                 zm_conn_read_all(ch->conn, ch->packet + ZM_PACKET_HEADER_SIZE,
+                                  head - ZM_PACKET_HEADER_SIZE)) < 0) {
+            return read_error(ch, ret);
+        }
+        if ((ret = zm_decode_raw_begin(ch->dec, ch->packet, head, len, ch->iov,
+                                       &iovcnt)) < 0) {
+            return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+        }
+        if ((ret = zm_conn_readv_all(ch->conn, ch->iov, iovcnt)) < 0) {
+            return read_error(ch, ret);
+        }
+        if ((ret = zm_decode_raw_end(ch->dec, ch->packet, info)) < 0) {
+            return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+        }
+        return 0;
+    }
+    if (len > ZM_PACKET_HEADER_SIZE &&
+        (ret = zm_conn_read_all(ch->conn, ch->packet + ZM_PACKET_HEADER_SIZE,
+                                len - ZM_PACKET_HEADER_SIZE)) < 0) {
+        return read_error(ch, ret);
+    }
+    if ((ret = zm_decode(ch->dec, ch->packet, len, info)) < 0) {
+        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+    }
+    return 0;
+}
+
+/* Applies one PACKET frame body of len bytes read from conn. */
+static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
+{
+    struct zm_packet_info info;
+    size_t first = len < ZM_PACKET_HEADER_SIZE ? len : ZM_PACKET_HEADER_SIZE;
+    int ret = zm_conn_read_all(ch->conn, ch->packet, first);
+
+    if (ret < 0) {
+        return read_error(ch, ret);
+    }
+    if ((ret = read_packet(ch, len, &info)) < 0) {
+        return ret;
+    }
+    ch->pages += info.pages;
+    pthread_mutex_lock(&dst->stats_lock);
+    dst->stats.transferred += len + ZM_FRAME_HEADER_SIZE;
+    dst->stats.duplicate += info.zero_pages;
+    dst->stats.normal += info.pages - info.zero_pages;
+    dst->stats.normal_bytes += info.data_size;
+    dst->stats.payload_bytes[info.raw ? ZM_CODEC_NONE : info.codec] +=
+        info.payload_size;
+    pthread_mutex_unlock(&dst->stats_lock);
+    return 0;
+}
+
+/*
+ * Reads one data frame; returns 1 after the final SYNC, 0 to go on, or a
+ * negative errno.
+ */
+static int data_frame(zm_dest *dst, struct dst_channel *ch)
+{
+    uint32_t type, len;
+    int ret = zm_frame_read_header(ch->conn, ch->cap, &type, &len);
+
+    if (ret < 0) {
+        return zm_error(
+            ret == -ENODATA ? -ECONNRESET : ret, "channel %u: %s", ch->index,
+            ret == -ENODATA ? "closed before the final round" : zm_errmsg());
+    }
+    if (type == ZM_FRAME_PACKET) {
+        return apply_packet(dst, ch, len);
+    }
+    if (type != ZM_FRAME_SYNC || len != ZM_SYNC_SIZE) {
+        return zm_error(-EPROTO,
+                        "channel %u: unexpected %s frame of %u "
+                        "bytes",
+                        ch->index, zm_frame_name(type), len);
+    }
+    unsigned char body[ZM_SYNC_SIZE];
+    if ((ret = zm_conn_read_all(ch->conn, body, sizeof(body))) < 0) {
+        return zm_error(-ECONNRESET, "channel %u: torn SYNC", ch->index);
+    }
+    if (zm_get_le32(body + 4) & ~ZM_SYNC_FINAL) {
+        return zm_error(-EPROTO, "channel %u: unknown SYNC flags", ch->index);
+    }
+    if ((ret = barrier(dst)) < 0) {
+        return ret;
+    }
+    return zm_get_le32(body + 4) & ZM_SYNC_FINAL ? 1 : 0;
+}
+
+static void *data_thread(void *arg)
+{
+    struct dst_channel *ch = arg;
+    zm_dest *dst = ch->dst;
+
+    for (;;) {
+        int ret = data_frame(dst, ch);
+        if (ret < 0) {
+            fail(dst, ret);
+            break;
+        }
+        if (ret == 1) {
+            break;
+        }
+    }
+    ch->cpu = zm_thread_cpu();
+    return NULL;
+}
+
+/* Matches the layout with registered regions, or maps it. */
+static int adopt_layout(zm_dest *dst, const struct zm_layout_region *layout,
+                        unsigned n)
+{
+    if (dst->registered) {
+        if (n != dst->nregions) {
+            return zm_error(-EPROTO,
+                            "the source has %u regions, %u are "
+                            "registered here",
+                            n, dst->nregions);
+        }
+        for (unsigned i = 0; i < n; i++) {
+            /* Packets name regions by index: keep the source's order. */
+            unsigned j = i;
+            while (j < n && strcmp(dst->regions[j].name, layout[i].name)) {
+                j++;
+            }
+            if (j == n || dst->regions[j].size != layout[i].size) {
+                return zm_error(-EPROTO,
+                                "region '%s' (%llu bytes) has no "
+                                "match here",
+                                layout[i].name,
+                                (unsigned long long)layout[i].size);
+            }
+            struct dst_region tmp = dst->regions[i];
+            dst->regions[i] = dst->regions[j];
+            dst->regions[j] = tmp;
+        }
+        return 0;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        void *base = mmap(NULL, layout[i].size, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) {
+            return zm_error(-ENOMEM, "cannot map region '%s' of %llu bytes",
+                            layout[i].name, (unsigned long long)layout[i].size);
+        }
+        /* Huge pages: the first write to each page of fresh memory is a
+         * fault, and receivers spend much of their CPU on those; 2 MiB
+         * pages take 512 times fewer.  Advice only: ignore failure. */
+        madvise(base, layout[i].size, MADV_HUGEPAGE);
+        struct dst_region *r = &dst->regions[dst->nregions++];
+        memcpy(r->name, layout[i].name, sizeof(r->name));
+        r->base = base;
+        r->size = layout[i].size;
+        r->mapped = true;
+    }
+    return 0;
+}
+
+static int make_channels(zm_dest *dst)
+{
+    struct zm_region_map maps[ZM_MAX_REGIONS];
+    struct zm_decoder_options opts = {
+        .sizeof_options = sizeof(opts),
+        .page_size = dst->hello.page_size,
+        .max_pages = dst->hello.max_pages,
+        .regions = maps,
+        .region_count = dst->nregions,
+    };
+    int ret;
+
+    for (unsigned i = 0; i < dst->nregions; i++) {
+        maps[i] = (struct zm_region_map){ dst->regions[i].base,
+                                          dst->regions[i].size };
+    }
+    /* file: carries every channel's frames in one stream. */
+    unsigned nchans = dst->uri.kind == ZM_URI_FILE ? 1 : dst->hello.channels;
+    struct dst_channel *chans = calloc(nchans, sizeof(*chans));
+    if (!chans) {
+        return zm_error(-ENOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&dst->lock); /* fail() walks them */
+    dst->chans = chans;
+    dst->nchans = nchans;
+    pthread_mutex_unlock(&dst->lock);
+    for (unsigned i = 0; i < dst->nchans; i++) {
+        struct dst_channel *ch = &dst->chans[i];
+        ch->dst = dst;
+        ch->index = i + 1;
+        if ((ret = zm_decoder_new(&opts, &ch->dec)) < 0) {
+            return ret;
+        }
+        ch->cap = ZM_PACKET_HEADER_SIZE + 4 * (size_t)dst->hello.max_pages +
+                  (size_t)dst->hello.max_pages * dst->hello.page_size;
+        ch->packet = malloc(ch->cap);
+        ch->iov = calloc(dst->hello.max_pages, sizeof(*ch->iov));
+        if (!ch->packet || !ch->iov) {
+            return zm_error(-ENOMEM, "out of memory");
+        }
+    }
+    return 0;
+}
+
+/* Reads HELLO and LAYOUT on the main channel; refuses what cannot work. */
+static int handshake(zm_dest *dst)
+{
+    unsigned char *body = malloc(ZM_LAYOUT_MAX_SIZE);
+    struct zm_layout_region *layout = calloc(ZM_MAX_REGIONS, sizeof(*layout));
+    uint32_t len;
+    unsigned n = 0;
+    int ret = body && layout ? 0 : zm_error(-ENOMEM, "out of memory");
+
+    if (ret == 0) {
+        ret = zm_frame_expect(dst->main, ZM_FRAME_HELLO, body, ZM_HELLO_SIZE,
+                              &len);
+    }
+    if (ret == 0) {
+        ret = zm_hello_decode(body, len, &dst->hello);
+    }
+    if (ret == 0 && dst->hello.channel != 0) {
+        ret = zm_error(-EPROTO, "the first connection is data channel %u",
+                       dst->hello.channel);
+    }
+    if (ret == 0 && !zm_codec_available(dst->hello.codec)) {
+        ret = zm_error(-EPROTO, "codec %s is not built here",
+                       zm_codec_name(dst->hello.codec));
+    }
+    if (ret == 0 && dst->p.page_size != 4096 &&
+        dst->p.page_size != dst->hello.page_size) {
+        ret = zm_error(-EPROTO, "page size %u, this side uses %u",
+                       dst->hello.page_size, dst->p.page_size);
+    }
+    if (ret == 0) {
+        ret = zm_frame_expect(dst->main, ZM_FRAME_LAYOUT, body,
+                              ZM_LAYOUT_MAX_SIZE, &len);
+    }
+    if (ret == 0) {
+        ret = zm_layout_decode(body, len, dst->hello.page_size, layout, &n);
+    }
+    if (ret == 0) {
+        ret = adopt_layout(dst, layout, n);
+    }
+    if (ret == 0) {
+        ret = make_channels(dst);
+    }
+    if (dst->uri.kind != ZM_URI_FILE) {
+        /* Tell the source, so that it fails with our reason. */
+        const char *reason = zm_errmsg();
+        struct iovec iov = { (void *)reason, ret < 0 ? strlen(reason) : 0 };
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s", reason);
+        zm_frame_write(dst->main, ret < 0 ? ZM_FRAME_REFUSE : ZM_FRAME_ACCEPT,
+                       &iov, 1);
+        if (ret < 0) {
+            zm_error(ret, "%s", msg);
+        }
+    }
+    for (unsigned i = 0; ret == 0 && i < n; i++) {
+        pthread_mutex_lock(&dst->stats_lock);
+        dst->stats.total += layout[i].size;
+        pthread_mutex_unlock(&dst->stats_lock);
+    }
+    free(body);
+    free(layout);
+    return ret;
+}
+
+/*
+ * Accepts the data channels of this session, in any order, within 10 s of
+ * the last one.  A failure or cancel ends the wait: accepting polls for
+ * it, and the connection whose HELLO is awaited is shut down by fail().
+ */
+static int accept_channels(zm_dest *dst)
+{
+    unsigned char body[ZM_HELLO_SIZE];
+    struct zm_hello h;
+    uint32_t len;
+
+    for (unsigned got = 0, waited_ms = 0; got < dst->nchans;) {
+        zm_conn *conn;
+        int ret = zm_listener_accept(dst->listener, 200, &conn);
+        if (ret == -ETIMEDOUT) {
+            pthread_mutex_lock(&dst->lock);
+            bool failed = dst->failed;
+            pthread_mutex_unlock(&dst->lock);
+            if (failed) {
+                return -ECANCELED; /* zm_dest_run() reports the reason */
+            }
+            if ((waited_ms += 200) < 10000) {
+                continue;
+            }
+            return zm_error(-ETIMEDOUT,
+                            "%s: %u of %u data channels connected "
+                            "within 10 s",
+                            zm_dest_uri(dst), got, dst->nchans);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        waited_ms = 0;
+        pthread_mutex_lock(&dst->lock);
+        dst->pending = conn;
+        if (dst->failed) {
+            zm_conn_shutdown(conn); /* cancelled meanwhile */
+        }
+        pthread_mutex_unlock(&dst->lock);
+        ret = zm_frame_expect(conn, ZM_FRAME_HELLO, body, sizeof(body), &len);
+        if (ret == 0) {
+            ret = zm_hello_decode(body, len, &h);
+        }
+        if (ret == 0 &&
+            (memcmp(h.session, dst->hello.session, 16) != 0 || h.channel < 1 ||
+             h.channel > dst->nchans || dst->chans[h.channel - 1].conn)) {
+            ret = zm_error(-EPROTO,
+                           "a connection that is not a new data "
+                           "channel of this migration (channel %u)",
+                           h.channel);
+        }
+        pthread_mutex_lock(&dst->lock);
+        dst->pending = NULL;
+        if (ret == 0) {
+            dst->chans[h.channel - 1].conn = conn;
+        }
+        pthread_mutex_unlock(&dst->lock);
+        if (ret < 0) {
+            zm_conn_close(conn);
+            return ret;
+        }
+        got++;
+    }
+    return 0;
+}
+
+/* file: one stream, read in order on this thread. */
+static int read_file(zm_dest *dst, uint64_t *pages)
+{
+    struct dst_channel *ch = &dst->chans[0];
+    uint32_t type, len;
+    int ret;
+
+    ch->conn = dst->main;
+    for (;;) {
+        /* A file cannot be shut down under a read: look for a cancel. */
+        if (atomic_load(&dst->cancelled)) {
+            return -ECANCELED; /* zm_dest_run() gives the reason */
+        }
+        ret = zm_frame_read_header(dst->main, ch->cap, &type, &len);
+        if (ret < 0) {
+            return zm_error(ret == -ENODATA ? -ECONNRESET : ret,
+                            "file ends before the migration does");
+        }
+        if (type == ZM_FRAME_PACKET) {
+            if ((ret = apply_packet(dst, ch, len)) < 0) {
+                return ret;
+            }
+            continue;
+        }
+        if (type == ZM_FRAME_SYNC && len == ZM_SYNC_SIZE) {
+            unsigned char body[ZM_SYNC_SIZE];
+            if ((ret = zm_conn_read_all(dst->main, body, len)) < 0) {
+                return zm_error(-ECONNRESET, "torn SYNC");
+            }
+            if (zm_get_le32(body + 4) & ZM_SYNC_FINAL) {
+                *pages = ch->pages;
+                return 0;
+            }
+            continue;
+        }
+        return zm_error(-EPROTO, "unexpected %s frame in the data",
+                        zm_frame_name(type));
+    }
+}
+
+/* DEVICE_STATE then END on the main channel, once the data is in. */
+static int finish(zm_dest *dst, uint64_t pages)
+{
+    unsigned char *state = malloc(ZM_MAX_DEVICE_STATE);
+    unsigned char end[ZM_END_SIZE];
+    uint32_t len = 0, end_len;
+    int ret = state ? 0 : zm_error(-ENOMEM, "out of memory");
+
+    if (ret == 0) {
+        ret = zm_frame_expect(dst->main, ZM_FRAME_DEVICE_STATE, state,
+                              ZM_MAX_DEVICE_STATE, &len);
+    }
+    if (ret == 0) {
+        ret = zm_frame_expect(dst->main, ZM_FRAME_END, end, sizeof(end),
+                              &end_len);
+    }
+    if (ret == 0 && (end_len != ZM_END_SIZE || zm_get_le64(end) != pages)) {
+        ret = zm_error(-EBADMSG, "the source sent %llu pages, %llu arrived",
+                       (unsigned long long)zm_get_le64(end),
+                       (unsigned long long)pages);
+    }
+    if (ret == 0) {
+        pthread_mutex_lock(&dst->stats_lock);
+        dst->stats.iterations = (unsigned)zm_get_le64(end + 8);
+        pthread_mutex_unlock(&dst->stats_lock);
+    }
+    if (ret == 0 && dst->hooks.load_state) {
+        ret = dst->hooks.load_state(dst->hooks.opaque, state, len);
+        if (ret < 0) {
+            ret = zm_error(ret, "the embedder could not load the device "
+                                "state");
+        }
+    }
+    free(state);
+    return ret;
+}
+
+/* Compares the source's page hashes (VERIFY) with this side's RAM. */
+static int verify(zm_dest *dst)
+{
+    unsigned char *base[ZM_MAX_REGIONS];
+    size_t size[ZM_MAX_REGIONS];
+    uint64_t pages = 0;
+    uint32_t len;
+    int ret;
+
+    for (unsigned i = 0; i < dst->nregions; i++) {
+        base[i] = dst->regions[i].base;
+        size[i] = dst->regions[i].size;
+        pages += size[i] / dst->hello.page_size;
+    }
+    if (pages > ZM_VERIFY_MAX_PAGES) {
+        pages = ZM_VERIFY_MAX_PAGES;
+    }
+    uint64_t *theirs = malloc(pages * sizeof(uint64_t) + 1);
+    uint64_t *ours = malloc(pages * sizeof(uint64_t) + 1);
+    ret = theirs && ours ? 0 : zm_error(-ENOMEM, "out of memory");
+    if (ret == 0) {
+        ret = zm_frame_expect(dst->main, ZM_FRAME_VERIFY, theirs,
+                              pages * sizeof(uint64_t), &len);
+    }
+    if (ret == 0 && len != pages * sizeof(uint64_t)) {
+        ret = zm_error(-EBADMSG, "VERIFY of %u bytes for %llu pages", len,
+                       (unsigned long long)pages);
+    }
+    if (ret == 0) {
+        zm_hash_pages(base, size, dst->nregions, dst->hello.page_size, ours,
+                      pages);
+        uint64_t page = 0;
+        for (unsigned r = 0; r < dst->nregions && ret == 0; r++) {
+            uint64_t n = size[r] / dst->hello.page_size;
+            for (uint64_t i = 0; i < n && page < pages; i++, page++) {
+                if (zm_get_le64(&theirs[page]) != ours[page]) {
+                    ret =
+                        zm_error(-EBADMSG,
+                                 "verify: region '%s' page %llu "
+                                 "(offset 0x%llx) differs from the source",
+                                 dst->regions[r].name, (unsigned long long)i,
+                                 (unsigned long long)i * dst->hello.page_size);
+                    break;
+                }
+            }
+        }
+    }
+    free(theirs);
+    free(ours);
+    return ret;
+}
+
+static int receive(zm_dest *dst)
+{
+    int ret;
+    uint64_t pages = 0;
+
+    zm_conn *conn;
+    if (dst->uri.kind == ZM_URI_FILE) {
+        ret = zm_conn_open_file(&dst->uri, &conn);
+    } else if (!dst->listener) {
+        ret = zm_error(-EINVAL, "zm_dest_listen() first");
+    } else {
+        /* Poll, so that a cancel before any source comes is seen. */
+        do {
+            ret = zm_listener_accept(dst->listener, 200, &conn);
+        } while (ret == -ETIMEDOUT && !atomic_load(&dst->cancelled));
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&dst->lock);
+    dst->main = conn;
+    if (dst->failed) {
+        zm_conn_shutdown(conn);
+    }
+    pthread_mutex_unlock(&dst->lock);
+    if ((ret = handshake(dst)) < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&dst->stats_lock);
+    dst->stats.status = ZM_STATUS_ACTIVE;
+    pthread_mutex_unlock(&dst->stats_lock);
+    if (dst->uri.kind == ZM_URI_FILE) {
+        if ((ret = read_file(dst, &pages)) < 0 ||
+            (ret = finish(dst, pages)) < 0) {
+            return ret;
+        }
+        return dst->hello.flags & ZM_HELLO_VERIFY ? verify(dst) : 0;
+    }
+
+    if ((ret = accept_channels(dst)) < 0) {
+        return ret;
+    }
+    for (unsigned i = 0; i < dst->nchans; i++) {
+        if (pthread_create(&dst->chans[i].thread, NULL, data_thread,
+                           &dst->chans[i]) != 0) {
+            /* Those started would wait at the first SYNC for this one. */
+            return fail(dst, zm_error(-EAGAIN, "cannot start channel threads"));
+        }
+        dst->chans[i].started = true;
+    }
+    for (unsigned i = 0; i < dst->nchans; i++) {
+        pthread_join(dst->chans[i].thread, NULL);
+        dst->chans[i].started = false;
+        pages += dst->chans[i].pages;
+    }
+    pthread_mutex_lock(&dst->lock);
+    ret = dst->failed ? dst->error : 0;
+    pthread_mutex_unlock(&dst->lock);
+    if (ret < 0 || (ret = finish(dst, pages)) < 0) {
+        return ret;
+    }
+    if (dst->hello.flags & ZM_HELLO_VERIFY) {
+        /* Everything arrived; now check it, the verdict comes after.  Not
+         * after a cancel in load_state: then the verdict is FAIL at once. */
+        pthread_mutex_lock(&dst->lock);
+        ret = dst->failed ? dst->error : 0;
+        pthread_mutex_unlock(&dst->lock);
+        struct iovec none = { NULL, 0 };
+        if (ret < 0 || (ret = zm_frame_write(dst->main, ZM_FRAME_COMPLETE,
+                                             &none, 1)) < 0) {
+            return ret;
+        }
+        return verify(dst);
+    }
+    return 0;
+}
+
+ZM_API int zm_dest_run(zm_dest *dst)
+{
+    double t0 = zm_now();
+    double cpu0 = zm_thread_cpu();
+
+    pthread_mutex_lock(&dst->stats_lock);
+    dst->stats.status = ZM_STATUS_SETUP;
+    pthread_mutex_unlock(&dst->stats_lock);
+
+    int ret = receive(dst);
+    /*
+     * A cancel may also land after the last read (in load_state, say):
+     * then the source must not be told COMPLETE, nor the caller 0.  The
+     * verdict is written under the lock fail() takes, so a cancel comes
+     * either before it (FAIL) or after it (too late).
+     */
+    pthread_mutex_lock(&dst->lock);
+    if (dst->failed) {
+        ret = dst->error;
+        zm_error(ret, "%s", dst->errmsg);
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s", zm_errmsg());
+    if (dst->main && dst->uri.kind != ZM_URI_FILE) {
+        struct iovec iov = { msg, ret < 0 ? strlen(msg) : 0 };
+        int wret = zm_frame_write(
+            dst->main, ret < 0 ? ZM_FRAME_FAIL : ZM_FRAME_COMPLETE, &iov, 1);
+        if (ret == 0 && wret < 0) {
+            /* The source never hears of it: it cannot take the guest. */
+            ret = wret;
+            snprintf(msg, sizeof(msg), "sending COMPLETE: %s",
+                     zm_strerror(wret));
+        }
+    }
+    pthread_mutex_unlock(&dst->lock);
+    if (ret < 0) {
+        shutdown_all(dst);
+    }
+
+    double cpu = zm_thread_cpu() - cpu0;
+    for (unsigned i = 0; i < dst->nchans; i++) {
+        if (dst->chans[i].started) {
+            pthread_join(dst->chans[i].thread, NULL);
+        }
+        cpu += dst->chans[i].cpu;
+    }
+    pthread_mutex_lock(&dst->lock);
+    for (unsigned i = 0; i < dst->nchans; i++) {
+        struct dst_channel *ch = &dst->chans[i];
+        if (ch->conn != dst->main) {
+            zm_conn_close(ch->conn);
+        }
+        zm_decoder_free(ch->dec);
+        free(ch->packet);
+        free(ch->iov);
+    }
+    free(dst->chans);
+    dst->chans = NULL;
+    dst->nchans = 0;
+    zm_conn_close(dst->main);
+    dst->main = NULL;
+    pthread_mutex_unlock(&dst->lock);
+
+    double total = zm_now() - t0;
+    pthread_mutex_lock(&dst->stats_lock);
+    struct zm_stats *st = &dst->stats;
+    st->cpu_seconds = cpu;
+    zm_stats_finish(st, total, ret, atomic_load(&dst->cancelled));
+    pthread_mutex_unlock(&dst->stats_lock);
+    if (ret < 0) {
+        zm_error(ret, "%s", msg);
+    }
+    return ret;
+}
