@@ -365,6 +365,11 @@ struct zm_source_hooks {
     int (*dirty_log)(void *opaque, unsigned region, uint64_t *bitmap);
 };
 
+/* The most RAM regions a migration carries, and the longest region name
+ * (bytes, printable ASCII). */
+#define ZM_MAX_REGIONS 256u
+#define ZM_REGION_NAME_MAX 255u
+
 /* The largest device state a migration carries. */
 #define ZM_MAX_DEVICE_STATE (16u << 20)
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "transport.h"
+#include "zmigrate.h"
 
 /* Frame types are pinned on the wire, like codec ids. */
 enum zm_frame_type {
@@ -80,9 +81,6 @@ void zm_hello_encode(const struct zm_hello *hello,
 int zm_hello_decode(const void *buf, size_t len, struct zm_hello *hello);
 
 /* ---- LAYOUT: the source's RAM regions, on the main channel ---- */
-
-#define ZM_MAX_REGIONS 256u
-#define ZM_REGION_NAME_MAX 255u
 
 struct zm_layout_region {
     char name[ZM_REGION_NAME_MAX + 1];

@@ -150,6 +150,24 @@ static void file_shutdown(zm_conn *conn)
     (void)conn; /* file I/O does not block indefinitely */
 }
 
+static void socket_shutdown_read(zm_conn *conn)
+{
+    shutdown(conn->fd, SHUT_RD);
+}
+
+static bool socket_peer_spoke(zm_conn *conn)
+{
+    struct pollfd pfd = { .fd = conn->fd, .events = POLLIN | POLLRDHUP };
+
+    return poll(&pfd, 1, 0) > 0;
+}
+
+static bool file_peer_spoke(zm_conn *conn)
+{
+    (void)conn; /* a file has no peer */
+    return false;
+}
+
 static void fd_close(zm_conn *conn)
 {
     close(conn->fd);
@@ -157,17 +175,23 @@ static void fd_close(zm_conn *conn)
 }
 
 static const struct zm_conn_ops socket_ops = {
+    .caps = 0,
     .writev = socket_writev,
     .readv = socket_readv,
     .shutdown = socket_shutdown,
+    .shutdown_read = socket_shutdown_read,
+    .peer_spoke = socket_peer_spoke,
     .unsent = socket_unsent,
     .close = fd_close,
 };
 
 static const struct zm_conn_ops file_ops = {
+    .caps = ZM_CONN_ONE_STREAM | ZM_CONN_ONE_WAY,
     .writev = fd_writev,
     .readv = fd_readv,
     .shutdown = file_shutdown,
+    .shutdown_read = file_shutdown,
+    .peer_spoke = file_peer_spoke,
     .unsent = file_unsent,
     .close = fd_close,
 };
@@ -443,16 +467,19 @@ void zm_conn_shutdown(zm_conn *conn)
 
 void zm_conn_shutdown_read(zm_conn *conn)
 {
-    if (conn && conn->ops == &socket_ops) {
-        shutdown(conn->fd, SHUT_RD);
+    if (conn) {
+        conn->ops->shutdown_read(conn);
     }
 }
 
 bool zm_conn_peer_spoke(zm_conn *conn)
 {
-    struct pollfd pfd = { .fd = conn->fd, .events = POLLIN | POLLRDHUP };
+    return conn->ops->peer_spoke(conn);
+}
 
-    return conn->ops != &file_ops && poll(&pfd, 1, 0) > 0;
+unsigned zm_conn_caps(const zm_conn *conn)
+{
+    return conn->ops->caps;
 }
 
 size_t zm_conn_unsent(zm_conn *conn)

@@ -34,13 +34,25 @@ int zm_uri_parse(const char *text, struct zm_uri *uri);
 
 typedef struct zm_conn zm_conn;
 
+/*
+ * What a transport is, so that the session adapts to it without naming it.
+ * file: has both: a saved stream, read later by nobody who could answer.
+ */
+#define ZM_CONN_ONE_STREAM (1u << 0) /* every channel's frames, in order */
+#define ZM_CONN_ONE_WAY (1u << 1)    /* no answer: no ACCEPT, COMPLETE, FAIL */
+
 struct zm_conn_ops {
+    unsigned caps; /* ZM_CONN_* */
     /* Writes some of iov; returns bytes written or a negative errno. */
     ssize_t (*writev)(zm_conn *conn, const struct iovec *iov, int iovcnt);
     /* Reads into iov, some of it; 0 at end of stream, or a negative errno. */
     ssize_t (*readv)(zm_conn *conn, const struct iovec *iov, int iovcnt);
     /* Makes blocked and later reads and writes fail (cancellation). */
     void (*shutdown)(zm_conn *conn);
+    /* Makes blocked and later reads fail; writes still go. */
+    void (*shutdown_read)(zm_conn *conn);
+    /* The peer has sent something or hung up; never blocks. */
+    bool (*peer_spoke)(zm_conn *conn);
     /* Bytes written but not yet taken by the peer (0 if unknown). */
     size_t (*unsent)(zm_conn *conn);
     void (*close)(zm_conn *conn);
@@ -58,6 +70,9 @@ struct zm_conn {
  */
 int zm_conn_connect(const struct zm_uri *uri, const atomic_bool *abort,
                     zm_conn **out);
+
+/* The connection's ZM_CONN_* capabilities. */
+unsigned zm_conn_caps(const zm_conn *conn);
 
 /* Opens an existing file: URI for reading. */
 int zm_conn_open_file(const struct zm_uri *uri, zm_conn **out);

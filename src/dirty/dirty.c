@@ -48,6 +48,9 @@ const char *zm_dirty_kind_name(enum zm_dirty_kind kind)
     if (kind == ZM_DIRTY_AUTO) {
         return "auto";
     }
+    if (kind == ZM_DIRTY_EMBEDDER) {
+        return zm_dirty_embedder_ops.name;
+    }
     const struct zm_dirty_ops *ops = find_ops(kind);
     return ops ? ops->name : "?";
 }
@@ -88,6 +91,9 @@ int zm_dirty_probe(enum zm_dirty_kind kind)
         int err;
         probe_auto(&err);
         return err;
+    }
+    if (kind == ZM_DIRTY_EMBEDDER) {
+        return 0;
     }
     const struct zm_dirty_ops *ops = find_ops(kind);
     if (!ops) {
@@ -174,6 +180,42 @@ static int check_ranges(const struct zm_dirty_range *ranges, unsigned count,
     return ret;
 }
 
+int zm_dirty_create(const struct zm_dirty_ops *ops,
+                    const struct zm_dirty_range *ranges, unsigned count,
+                    size_t page_size, void *arg, zm_dirty **out)
+{
+    int ret = check_ranges(ranges, count, page_size);
+
+    *out = NULL;
+    if (ret < 0) {
+        return ret;
+    }
+    zm_dirty *d = calloc(1, sizeof(*d));
+    if (!d) {
+        return zm_error(-ENOMEM, "dirty: out of memory");
+    }
+    d->ranges = malloc(count * sizeof(*d->ranges));
+    if (!d->ranges) {
+        free(d);
+        return zm_error(-ENOMEM, "dirty: out of memory");
+    }
+    memcpy(d->ranges, ranges, count * sizeof(*d->ranges));
+    d->ops = ops;
+    d->count = count;
+    d->page_size = page_size;
+    d->page_shift = (unsigned)__builtin_ctzll(page_size);
+    d->priv = arg;
+
+    ret = ops->start(d);
+    if (ret < 0) {
+        free(d->ranges);
+        free(d);
+        return ret;
+    }
+    *out = d;
+    return 0;
+}
+
 int zm_dirty_new(enum zm_dirty_kind kind, const struct zm_dirty_range *ranges,
                  unsigned count, size_t page_size, zm_dirty **out)
 {
@@ -190,40 +232,14 @@ int zm_dirty_new(enum zm_dirty_kind kind, const struct zm_dirty_range *ranges,
     }
     if (kind == ZM_DIRTY_AUTO) {
         ops = probe_auto(&ret);
-        if (!ops) {
-            return ret;
-        }
     } else {
         ops = find_ops(kind);
         ret = ops->probe();
-        if (ret < 0) {
-            return ret;
-        }
     }
-
-    zm_dirty *d = calloc(1, sizeof(*d));
-    if (!d) {
-        return zm_error(-ENOMEM, "dirty: out of memory");
-    }
-    d->ranges = malloc(count * sizeof(*d->ranges));
-    if (!d->ranges) {
-        free(d);
-        return zm_error(-ENOMEM, "dirty: out of memory");
-    }
-    memcpy(d->ranges, ranges, count * sizeof(*d->ranges));
-    d->ops = ops;
-    d->count = count;
-    d->page_size = page_size;
-    d->page_shift = (unsigned)__builtin_ctzll(page_size);
-
-    ret = ops->start(d);
     if (ret < 0) {
-        free(d->ranges);
-        free(d);
         return ret;
     }
-    *out = d;
-    return 0;
+    return zm_dirty_create(ops, ranges, count, page_size, NULL, out);
 }
 
 enum zm_dirty_kind zm_dirty_kind_of(const zm_dirty *d)

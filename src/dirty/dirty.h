@@ -42,6 +42,7 @@ enum zm_dirty_kind {
     ZM_DIRTY_AUTO, /* uffd-wp, else soft-dirty, else an error */
     ZM_DIRTY_UFFD_WP,
     ZM_DIRTY_SOFT_DIRTY,
+    ZM_DIRTY_EMBEDDER, /* the embedder's log: zm_dirty_new_embedder() */
 };
 
 /*
@@ -52,7 +53,7 @@ enum zm_dirty_kind {
  */
 int zm_dirty_probe(enum zm_dirty_kind kind);
 
-/* "auto", "uffd-wp", "soft-dirty"; "?" for anything else. */
+/* "auto", "uffd-wp", "soft-dirty", "embedder"; "?" for anything else. */
 const char *zm_dirty_kind_name(enum zm_dirty_kind kind);
 
 /*
@@ -66,6 +67,23 @@ const char *zm_dirty_kind_name(enum zm_dirty_kind kind);
  */
 int zm_dirty_new(enum zm_dirty_kind kind, const struct zm_dirty_range *ranges,
                  unsigned count, size_t page_size, zm_dirty **out);
+
+/*
+ * The embedder's log (KVM's dirty log, say) for range r: sets the bit of
+ * every page written since the previous call in bitmap, which the tracker
+ * zeroes first, and resets the log.  0 or a negative errno.
+ */
+typedef int (*zm_dirty_log_fn)(void *opaque, unsigned r, uint64_t *bitmap);
+
+/*
+ * A tracker that asks the embedder (ZM_DIRTY_EMBEDDER), behind the same
+ * interface as the kernel's: log is called on the collecting thread.  The
+ * first collect reports what the log holds since the embedder started it.
+ * Never needs quiescing.  Arguments and result as zm_dirty_new().
+ */
+int zm_dirty_new_embedder(zm_dirty_log_fn log, void *opaque,
+                          const struct zm_dirty_range *ranges, unsigned count,
+                          size_t page_size, zm_dirty **out);
 
 /* The kind actually in use (never ZM_DIRTY_AUTO). */
 enum zm_dirty_kind zm_dirty_kind_of(const zm_dirty *d);
@@ -105,8 +123,9 @@ void zm_dirty_free(zm_dirty *d);
 /*
  * Provider side: only dirty.c and dirty_*.c use what follows.
  *
- * zm_dirty_new() validates the arguments and copies the ranges into d
- * before calling start; collect is only called with a valid r.
+ * zm_dirty_create() validates the arguments and copies the ranges into d
+ * before calling start, with its argument in d->priv, which start
+ * replaces with its own state; collect is only called with a valid r.
  */
 struct zm_dirty_ops {
     enum zm_dirty_kind kind;
@@ -132,6 +151,12 @@ struct zm_dirty {
 
 extern const struct zm_dirty_ops zm_dirty_uffd_wp_ops;
 extern const struct zm_dirty_ops zm_dirty_soft_dirty_ops;
+extern const struct zm_dirty_ops zm_dirty_embedder_ops;
+
+/* A tracker of ops over checked ranges; start sees arg in d->priv. */
+int zm_dirty_create(const struct zm_dirty_ops *ops,
+                    const struct zm_dirty_range *ranges, unsigned count,
+                    size_t page_size, void *arg, zm_dirty **out);
 
 /*
  * Sets bits [first, first + n) of bitmap; returns how many were clear.

@@ -16,6 +16,7 @@
 
 #include "common/endian_util.h"
 #include "common/error.h"
+#include "common/time.h"
 #include "engine/packet.h"
 #include "session.h"
 
@@ -34,10 +35,8 @@ struct dst_channel {
     unsigned char *packet;
     size_t cap;
     struct iovec *iov; /* where a raw payload goes, hello.max_pages */
-    pthread_t thread;
-    bool started;
+    struct zm_chan_thread t;
     uint64_t pages;
-    double cpu;
 };
 
 struct zm_dest {
@@ -50,6 +49,8 @@ struct zm_dest {
     struct zm_uri uri;
     zm_listener *listener;
     zm_conn *main;
+    bool one_stream;       /* ZM_CONN_ONE_STREAM: one channel, on main */
+    bool one_way;          /* ZM_CONN_ONE_WAY: the source hears nothing */
     zm_conn *pending;      /* accepted, its HELLO not yet read */
     struct zm_hello hello; /* the source's */
     struct dst_channel *chans;
@@ -60,9 +61,7 @@ struct zm_dest {
     pthread_cond_t cond;
     unsigned arrived;
     uint64_t generation;
-    bool failed;
-    int error;
-    char errmsg[256];
+    struct zm_failure failure;
 
     pthread_mutex_t stats_lock;
     struct zm_stats stats;
@@ -91,15 +90,19 @@ ZM_API int zm_dest_new(const struct zm_params *params,
 ZM_API int zm_dest_add_region(zm_dest *dst, const char *name, void *base,
                               size_t size)
 {
-    size_t len = name ? strlen(name) : 0;
+    int ret;
 
-    if (dst->nregions == ZM_MAX_REGIONS || len == 0 ||
-        len > ZM_REGION_NAME_MAX || size == 0 || !base) {
-        return zm_error(-EINVAL, "region '%s': bad name, size or base",
-                        name ? name : "");
+    if (dst->nregions == ZM_MAX_REGIONS) {
+        return zm_error(-ENOSPC, "more than %u regions", ZM_MAX_REGIONS);
+    }
+    if ((ret = zm_region_name_check(name)) < 0) {
+        return ret;
+    }
+    if (size == 0 || !base) {
+        return zm_error(-EINVAL, "region '%s': no memory", name);
     }
     struct dst_region *r = &dst->regions[dst->nregions++];
-    memcpy(r->name, name, len + 1);
+    memcpy(r->name, name, strlen(name) + 1);
     r->base = base;
     r->size = size;
     dst->registered = true;
@@ -164,11 +167,7 @@ static void shutdown_all(zm_dest *dst)
 static int fail(zm_dest *dst, int err)
 {
     pthread_mutex_lock(&dst->lock);
-    if (!dst->failed) {
-        dst->failed = true;
-        dst->error = err;
-        snprintf(dst->errmsg, sizeof(dst->errmsg), "%s", zm_errmsg());
-    }
+    zm_failure_record(&dst->failure, err);
     pthread_cond_broadcast(&dst->cond);
     shutdown_all(dst);
     pthread_mutex_unlock(&dst->lock);
@@ -215,11 +214,11 @@ static int barrier(zm_dest *dst)
         dst->generation++;
         pthread_cond_broadcast(&dst->cond);
     } else {
-        while (gen == dst->generation && !dst->failed) {
+        while (gen == dst->generation && !dst->failure.error) {
             pthread_cond_wait(&dst->cond, &dst->lock);
         }
     }
-    int ret = dst->failed ? -ECANCELED : 0;
+    int ret = dst->failure.error ? -ECANCELED : 0;
     pthread_mutex_unlock(&dst->lock);
     return ret;
 }
@@ -298,11 +297,7 @@ static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
     ch->pages += info.pages;
     pthread_mutex_lock(&dst->stats_lock);
     dst->stats.transferred += len + ZM_FRAME_HEADER_SIZE;
-    dst->stats.duplicate += info.zero_pages;
-    dst->stats.normal += info.pages - info.zero_pages;
-    dst->stats.normal_bytes += info.data_size;
-    dst->stats.payload_bytes[info.raw ? ZM_CODEC_NONE : info.codec] +=
-        info.payload_size;
+    zm_stats_add_packet(&dst->stats, &info);
     pthread_mutex_unlock(&dst->stats_lock);
     return 0;
 }
@@ -358,7 +353,7 @@ static void *data_thread(void *arg)
             break;
         }
     }
-    ch->cpu = zm_thread_cpu();
+    zm_chan_thread_exit(&ch->t);
     return NULL;
 }
 
@@ -428,8 +423,8 @@ static int make_channels(zm_dest *dst)
         maps[i] = (struct zm_region_map){ dst->regions[i].base,
                                           dst->regions[i].size };
     }
-    /* file: carries every channel's frames in one stream. */
-    unsigned nchans = dst->uri.kind == ZM_URI_FILE ? 1 : dst->hello.channels;
+    /* One stream carries every channel's frames. */
+    unsigned nchans = dst->one_stream ? 1 : dst->hello.channels;
     struct dst_channel *chans = calloc(nchans, sizeof(*chans));
     if (!chans) {
         return zm_error(-ENOMEM, "out of memory");
@@ -498,7 +493,7 @@ static int handshake(zm_dest *dst)
     if (ret == 0) {
         ret = make_channels(dst);
     }
-    if (dst->uri.kind != ZM_URI_FILE) {
+    if (!dst->one_way) {
         /* Tell the source, so that it fails with our reason. */
         const char *reason = zm_errmsg();
         struct iovec iov = { (void *)reason, ret < 0 ? strlen(reason) : 0 };
@@ -536,7 +531,7 @@ static int accept_channels(zm_dest *dst)
         int ret = zm_listener_accept(dst->listener, 200, &conn);
         if (ret == -ETIMEDOUT) {
             pthread_mutex_lock(&dst->lock);
-            bool failed = dst->failed;
+            bool failed = dst->failure.error != 0;
             pthread_mutex_unlock(&dst->lock);
             if (failed) {
                 return -ECANCELED; /* zm_dest_run() reports the reason */
@@ -555,7 +550,7 @@ static int accept_channels(zm_dest *dst)
         waited_ms = 0;
         pthread_mutex_lock(&dst->lock);
         dst->pending = conn;
-        if (dst->failed) {
+        if (dst->failure.error) {
             zm_conn_shutdown(conn); /* cancelled meanwhile */
         }
         pthread_mutex_unlock(&dst->lock);
@@ -586,7 +581,7 @@ static int accept_channels(zm_dest *dst)
     return 0;
 }
 
-/* file: one stream, read in order on this thread. */
+/* One stream (file:), read in order on this thread. */
 static int read_file(zm_dest *dst, uint64_t *pages)
 {
     struct dst_channel *ch = &dst->chans[0];
@@ -736,7 +731,9 @@ static int receive(zm_dest *dst)
     }
     pthread_mutex_lock(&dst->lock);
     dst->main = conn;
-    if (dst->failed) {
+    dst->one_stream = zm_conn_caps(conn) & ZM_CONN_ONE_STREAM;
+    dst->one_way = zm_conn_caps(conn) & ZM_CONN_ONE_WAY;
+    if (dst->failure.error) {
         zm_conn_shutdown(conn);
     }
     pthread_mutex_unlock(&dst->lock);
@@ -746,7 +743,7 @@ static int receive(zm_dest *dst)
     pthread_mutex_lock(&dst->stats_lock);
     dst->stats.status = ZM_STATUS_ACTIVE;
     pthread_mutex_unlock(&dst->stats_lock);
-    if (dst->uri.kind == ZM_URI_FILE) {
+    if (dst->one_stream) {
         if ((ret = read_file(dst, &pages)) < 0 ||
             (ret = finish(dst, pages)) < 0) {
             return ret;
@@ -758,20 +755,18 @@ static int receive(zm_dest *dst)
         return ret;
     }
     for (unsigned i = 0; i < dst->nchans; i++) {
-        if (pthread_create(&dst->chans[i].thread, NULL, data_thread,
-                           &dst->chans[i]) != 0) {
+        if ((ret = zm_chan_thread_start(&dst->chans[i].t, data_thread,
+                                        &dst->chans[i])) < 0) {
             /* Those started would wait at the first SYNC for this one. */
-            return fail(dst, zm_error(-EAGAIN, "cannot start channel threads"));
+            return fail(dst, ret);
         }
-        dst->chans[i].started = true;
     }
     for (unsigned i = 0; i < dst->nchans; i++) {
-        pthread_join(dst->chans[i].thread, NULL);
-        dst->chans[i].started = false;
+        zm_chan_thread_join(&dst->chans[i].t);
         pages += dst->chans[i].pages;
     }
     pthread_mutex_lock(&dst->lock);
-    ret = dst->failed ? dst->error : 0;
+    ret = dst->failure.error;
     pthread_mutex_unlock(&dst->lock);
     if (ret < 0 || (ret = finish(dst, pages)) < 0) {
         return ret;
@@ -780,7 +775,7 @@ static int receive(zm_dest *dst)
         /* Everything arrived; now check it, the verdict comes after.  Not
          * after a cancel in load_state: then the verdict is FAIL at once. */
         pthread_mutex_lock(&dst->lock);
-        ret = dst->failed ? dst->error : 0;
+        ret = dst->failure.error;
         pthread_mutex_unlock(&dst->lock);
         struct iovec none = { NULL, 0 };
         if (ret < 0 || (ret = zm_frame_write(dst->main, ZM_FRAME_COMPLETE,
@@ -809,13 +804,12 @@ ZM_API int zm_dest_run(zm_dest *dst)
      * either before it (FAIL) or after it (too late).
      */
     pthread_mutex_lock(&dst->lock);
-    if (dst->failed) {
-        ret = dst->error;
-        zm_error(ret, "%s", dst->errmsg);
+    if (dst->failure.error) {
+        ret = zm_failure_raise(&dst->failure);
     }
     char msg[256];
     snprintf(msg, sizeof(msg), "%s", zm_errmsg());
-    if (dst->main && dst->uri.kind != ZM_URI_FILE) {
+    if (dst->main && !dst->one_way) {
         struct iovec iov = { msg, ret < 0 ? strlen(msg) : 0 };
         int wret = zm_frame_write(
             dst->main, ret < 0 ? ZM_FRAME_FAIL : ZM_FRAME_COMPLETE, &iov, 1);
@@ -833,10 +827,7 @@ ZM_API int zm_dest_run(zm_dest *dst)
 
     double cpu = zm_thread_cpu() - cpu0;
     for (unsigned i = 0; i < dst->nchans; i++) {
-        if (dst->chans[i].started) {
-            pthread_join(dst->chans[i].thread, NULL);
-        }
-        cpu += dst->chans[i].cpu;
+        cpu += zm_chan_thread_join(&dst->chans[i].t);
     }
     pthread_mutex_lock(&dst->lock);
     for (unsigned i = 0; i < dst->nchans; i++) {

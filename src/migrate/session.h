@@ -1,11 +1,17 @@
 /*
  * session.h - what the source and the destination share
+ *
+ * The frames both sides read and write beyond the handshake (channel.h),
+ * the parameters, the statistics, the page hashes of VERIFY, the first
+ * failure of a run, and the channel threads.  Neither side includes the
+ * other: what both need is here.
  */
 #ifndef ZM_SESSION_H
 #define ZM_SESSION_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "channel/channel.h"
 #include "zmigrate.h"
@@ -17,30 +23,35 @@
 /* END body: u64 pages sent (normal + zero), u64 rounds. */
 #define ZM_END_SIZE 16u
 
-static inline double zm_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static inline double zm_thread_cpu(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static inline int zm_params_page_shift(uint32_t page_size)
-{
-    return __builtin_ctz(page_size);
-}
-
 /* VERIFY: one xxh3-64 (u64) per page of every region, in layout order;
  * RAM beyond this many pages is not verified. */
 #define ZM_VERIFY_MAX_PAGES (16u << 20)
+
+/* ---- parameters ---- */
+
+/* Checks a filled-in params struct; 0 or -EINVAL with a message. */
+int zm_params_check(const struct zm_params *p);
+
+/* Copies a caller's params (maybe an older, smaller struct) over defaults. */
+void zm_params_copy(struct zm_params *dst, const struct zm_params *src);
+
+/* A region name: 1..ZM_REGION_NAME_MAX printable ASCII bytes; 0 or
+ * -EINVAL with a message. */
+int zm_region_name_check(const char *name);
+
+/* ---- statistics ---- */
+
+/*
+ * The figures derived at the end of a run, on either side: totals, rates,
+ * the compression ratio, and the final status from ret.
+ */
+void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
+                     bool cancelled);
+
+/* Counts one packet's pages and payload into st (its wire bytes apart). */
+void zm_stats_add_packet(struct zm_stats *st, const struct zm_packet_info *pi);
+
+/* ---- VERIFY ---- */
 
 /*
  * Hashes up to max pages of the n regions (base[i], size[i]) in order into
@@ -50,17 +61,35 @@ uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
                        unsigned n, uint32_t page_size, uint64_t *out,
                        uint64_t max);
 
-/*
- * The figures derived at the end of a run, on either side: totals, rates,
- * the compression ratio, and the final status from ret.
- */
-void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
-                     bool cancelled);
+/* ---- the first failure of a run ---- */
 
-/* Checks a filled-in params struct; 0 or -EINVAL with a message. */
-int zm_params_check(const struct zm_params *p);
+struct zm_failure {
+    int error; /* 0: none yet */
+    char msg[256];
+};
 
-/* Copies a caller's params (maybe an older, smaller struct) over defaults. */
-void zm_params_copy(struct zm_params *dst, const struct zm_params *src);
+/* Records err with the thread's zm_errmsg() unless one is recorded. */
+void zm_failure_record(struct zm_failure *f, int err);
+
+/* Makes the recorded failure this thread's error again; returns it. */
+int zm_failure_raise(const struct zm_failure *f);
+
+/* ---- channel threads ---- */
+
+struct zm_chan_thread {
+    pthread_t thread;
+    bool started;
+    double cpu; /* the thread's CPU seconds, set as it ends */
+};
+
+/* Starts fn(arg); -EAGAIN with a message when the system cannot. */
+int zm_chan_thread_start(struct zm_chan_thread *t, void *(*fn)(void *),
+                         void *arg);
+
+/* Joins the thread if it was started; returns its CPU seconds. */
+double zm_chan_thread_join(struct zm_chan_thread *t);
+
+/* For the thread itself, as it ends. */
+void zm_chan_thread_exit(struct zm_chan_thread *t);
 
 #endif /* ZM_SESSION_H */

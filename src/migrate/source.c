@@ -16,10 +16,13 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "dirty/dirty.h"
+#include "channel/ratelimit.h"
+#include "common/bitmap.h"
 #include "common/endian_util.h"
 #include "common/error.h"
-#include "common/hash.h"
+#include "common/time.h"
+#include "convergence.h"
+#include "dirty/dirty.h"
 #include "session.h"
 
 struct src_region {
@@ -39,13 +42,11 @@ struct src_region {
 struct src_channel {
     zm_source *src;
     unsigned index; /* 1..n */
-    zm_conn *conn;  /* shared with every channel for file: */
+    zm_conn *conn;  /* the main one, on a one-stream transport */
     zm_encoder *enc;
     unsigned char *packet;
     size_t cap;
-    pthread_t thread;
-    bool started;
-    double cpu;
+    struct zm_chan_thread t;
 };
 
 struct zm_source {
@@ -55,8 +56,9 @@ struct zm_source {
     unsigned nregions;
 
     zm_conn *main;
-    bool file_mode;
-    pthread_mutex_t write_lock; /* file: one stream for every channel */
+    bool one_stream;            /* ZM_CONN_ONE_STREAM: channels share main */
+    bool one_way;               /* ZM_CONN_ONE_WAY: no answer will come */
+    pthread_mutex_t write_lock; /* one_stream: one writer at a time */
     struct src_channel *chans;
     unsigned nchans;
     zm_dirty *tracker;
@@ -65,7 +67,6 @@ struct zm_source {
     pthread_mutex_t lock;
     pthread_cond_t work_cond;
     pthread_cond_t idle_cond;
-    pthread_cond_t quit_cond; /* rate_limit()'s sleep, ended by fail() */
     unsigned cur_region;
     uint64_t cur_page;
     bool round_open;
@@ -76,12 +77,9 @@ struct zm_source {
      * out: it may run the guest already, so a cancel no longer stops the
      * migration, and only its FAIL makes ours resume. */
     bool committed;
-    int error;
-    char errmsg[256];
+    struct zm_failure failure;
 
-    /* Shared rate limiter for max-bandwidth, under rate_lock. */
-    pthread_mutex_t rate_lock;
-    double rate_next;
+    struct zm_ratelimit rate; /* max-bandwidth, for every channel */
 
     pthread_mutex_t stats_lock;
     struct zm_stats stats;
@@ -97,128 +95,6 @@ struct zm_source {
     atomic_bool cancelled;
     bool stopped; /* the guest is stopped by us */
 };
-
-/* ---- parameters ---- */
-
-ZM_API void zm_params_init(struct zm_params *p)
-{
-    *p = (struct zm_params){
-        .sizeof_params = sizeof(*p),
-        .multifd_channels = 2,
-        .compression = ZM_CODEC_NONE,
-        .compression_level = ZM_LEVEL_DEFAULT,
-        .max_bandwidth = 0,
-        .downtime_limit_ms = 300,
-        .max_iterations = 30,
-        .page_size = 4096,
-        .batch_pages = 128,
-        .dirty_tracking = ZM_TRACKING_AUTO,
-    };
-}
-
-void zm_params_copy(struct zm_params *dst, const struct zm_params *src)
-{
-    zm_params_init(dst);
-    if (src) {
-        size_t n = src->sizeof_params < sizeof(*dst) ? src->sizeof_params
-                                                     : sizeof(*dst);
-        memcpy(dst, src, n);
-        dst->sizeof_params = sizeof(*dst);
-    }
-}
-
-int zm_params_check(const struct zm_params *p)
-{
-    int min, max;
-
-    if (p->multifd_channels < 1 || p->multifd_channels > ZM_MAX_CHANNELS) {
-        return zm_error(-EINVAL, "multifd-channels %u outside 1..%u",
-                        p->multifd_channels, ZM_MAX_CHANNELS);
-    }
-    int ret = zm_codec_levels(p->compression, &min, &max, NULL);
-    if (ret < 0) {
-        return ret;
-    }
-    if (p->compression_level != ZM_LEVEL_DEFAULT &&
-        (p->compression_level < min || p->compression_level > max)) {
-        return zm_error(-ERANGE, "compression-level %d: %s takes %d..%d",
-                        p->compression_level, zm_codec_name(p->compression),
-                        min, max);
-    }
-    if (p->page_size < ZM_MIN_PAGE_SIZE || p->page_size > ZM_MAX_PAGE_SIZE ||
-        (p->page_size & (p->page_size - 1)) != 0 ||
-        p->page_size < (uint32_t)sysconf(_SC_PAGESIZE)) {
-        return zm_error(-EINVAL,
-                        "page size %u: a power of two, at least "
-                        "the system's %ld",
-                        p->page_size, sysconf(_SC_PAGESIZE));
-    }
-    if (p->batch_pages < 1 || p->batch_pages > ZM_MAX_BATCH_PAGES) {
-        return zm_error(-EINVAL, "batch of %u pages outside 1..%u",
-                        p->batch_pages, ZM_MAX_BATCH_PAGES);
-    }
-    if (p->max_iterations < 1) {
-        return zm_error(-EINVAL, "max-iterations must be at least 1");
-    }
-    if (p->dirty_tracking < ZM_TRACKING_AUTO ||
-        p->dirty_tracking > ZM_TRACKING_EMBEDDER) {
-        return zm_error(-EINVAL, "unknown dirty tracking %d",
-                        p->dirty_tracking);
-    }
-    return 0;
-}
-
-uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
-                       unsigned n, uint32_t page_size, uint64_t *out,
-                       uint64_t max)
-{
-    uint64_t count = 0;
-
-    for (unsigned r = 0; r < n; r++) {
-        for (size_t off = 0; off < size[r] && count < max; off += page_size) {
-            out[count++] = zm_hash64(base[r] + off, page_size, 0);
-        }
-    }
-    return count;
-}
-
-void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
-                     bool cancelled)
-{
-    double per = seconds > 0 ? seconds : 1;
-    uint64_t payload = 0;
-
-    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-        payload += st->payload_bytes[c];
-    }
-    st->total_time_ms = (uint64_t)(seconds * 1000);
-    st->mbps = (double)st->transferred * 8 / 1e6 / per;
-    st->pages_per_second =
-        (uint64_t)((double)(st->normal + st->duplicate) / per);
-    st->compression_ratio =
-        payload ? (double)st->normal_bytes / (double)payload : 1.0;
-    st->status = ret == 0    ? ZM_STATUS_COMPLETED
-                 : cancelled ? ZM_STATUS_CANCELLED
-                             : ZM_STATUS_FAILED;
-}
-
-ZM_API const char *zm_status_name(int status)
-{
-    static const char *const names[] = {
-        [ZM_STATUS_NONE] = "none",
-        [ZM_STATUS_SETUP] = "setup",
-        [ZM_STATUS_ACTIVE] = "active",
-        [ZM_STATUS_DEVICE] = "device",
-        [ZM_STATUS_COMPLETED] = "completed",
-        [ZM_STATUS_FAILED] = "failed",
-        [ZM_STATUS_CANCELLED] = "cancelled",
-        [ZM_STATUS_UNCONFIRMED] = "unconfirmed",
-    };
-    if (status < 0 || status > ZM_STATUS_UNCONFIRMED) {
-        return "unknown";
-    }
-    return names[status];
-}
 
 /* ---- the object ---- */
 
@@ -247,15 +123,14 @@ ZM_API int zm_source_new(const struct zm_params *params,
     }
     pthread_mutex_init(&src->lock, NULL);
     pthread_mutex_init(&src->write_lock, NULL);
-    pthread_mutex_init(&src->rate_lock, NULL);
     pthread_mutex_init(&src->stats_lock, NULL);
+    zm_ratelimit_init(&src->rate, src->p.max_bandwidth);
     pthread_cond_init(&src->work_cond, NULL);
     /* send_round() waits on it with a deadline to read the dirty log. */
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&src->idle_cond, &attr);
-    pthread_cond_init(&src->quit_cond, &attr);
     pthread_condattr_destroy(&attr);
     *out = src;
     return 0;
@@ -264,22 +139,13 @@ ZM_API int zm_source_new(const struct zm_params *params,
 ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
                                 size_t size)
 {
-    size_t len = name ? strlen(name) : 0;
+    int ret;
 
     if (src->nregions == ZM_MAX_REGIONS) {
         return zm_error(-ENOSPC, "more than %u regions", ZM_MAX_REGIONS);
     }
-    if (len == 0 || len > ZM_REGION_NAME_MAX) {
-        return zm_error(-EINVAL, "region name must be 1..%u bytes",
-                        ZM_REGION_NAME_MAX);
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (name[i] < 0x20 || name[i] > 0x7e) {
-            return zm_error(-EINVAL,
-                            "region name '%s' has a non-printable "
-                            "character",
-                            name);
-        }
+    if ((ret = zm_region_name_check(name)) < 0) {
+        return ret;
     }
     if (size == 0 || size % src->p.page_size != 0 ||
         (uintptr_t)base % src->p.page_size != 0) {
@@ -295,7 +161,7 @@ ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
     }
     struct src_region *r = &src->regions[src->nregions];
     uint64_t pages = size / src->p.page_size;
-    size_t words = (pages + 63) / 64;
+    size_t words = zm_bitmap_words(pages);
     r->todo = calloc(words, sizeof(uint64_t));
     r->redirtied = calloc(words, sizeof(uint64_t));
     r->peek = calloc(words, sizeof(uint64_t));
@@ -305,7 +171,7 @@ ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
         free(r->peek);
         return zm_error(-ENOMEM, "out of memory");
     }
-    memcpy(r->name, name, len + 1);
+    memcpy(r->name, name, strlen(name) + 1);
     r->base = base;
     r->size = size;
     r->pages = pages;
@@ -408,11 +274,10 @@ ZM_API void zm_source_free(zm_source *src)
     }
     pthread_mutex_destroy(&src->lock);
     pthread_mutex_destroy(&src->write_lock);
-    pthread_mutex_destroy(&src->rate_lock);
     pthread_mutex_destroy(&src->stats_lock);
     pthread_cond_destroy(&src->work_cond);
     pthread_cond_destroy(&src->idle_cond);
-    pthread_cond_destroy(&src->quit_cond);
+    zm_ratelimit_destroy(&src->rate);
     free(src);
 }
 
@@ -433,14 +298,11 @@ static void shutdown_conns(zm_source *src)
 /* Records the first failure and makes every thread stop; under src->lock. */
 static int fail_locked(zm_source *src, int err)
 {
-    if (!src->error) {
-        src->error = err;
-        snprintf(src->errmsg, sizeof(src->errmsg), "%s", zm_errmsg());
-    }
+    zm_failure_record(&src->failure, err);
     src->quit = true;
     pthread_cond_broadcast(&src->work_cond);
     pthread_cond_broadcast(&src->idle_cond);
-    pthread_cond_broadcast(&src->quit_cond);
+    zm_ratelimit_stop(&src->rate);
     shutdown_conns(src);
     return err;
 }
@@ -453,51 +315,19 @@ static int fail(zm_source *src, int err)
     return err;
 }
 
-/*
- * Waits until bytes more may go on the wire under max-bandwidth; false if
- * the migration failed meanwhile (a slow limit can mean seconds).
- */
-static bool rate_limit(zm_source *src, size_t bytes)
-{
-    if (!src->p.max_bandwidth) {
-        return true;
-    }
-    pthread_mutex_lock(&src->rate_lock);
-    double now = zm_now();
-    if (src->rate_next < now) {
-        src->rate_next = now;
-    }
-    double wait = src->rate_next - now;
-    src->rate_next += (double)bytes / (double)src->p.max_bandwidth;
-    pthread_mutex_unlock(&src->rate_lock);
-    bool go_on = true;
-    if (wait > 0) {
-        double until = now + wait;
-        struct timespec ts = { (time_t)until,
-                               (long)((until - (double)(time_t)until) * 1e9) };
-        pthread_mutex_lock(&src->lock);
-        while (!src->quit && pthread_cond_timedwait(&src->quit_cond, &src->lock,
-                                                    &ts) != ETIMEDOUT) {
-        }
-        go_on = !src->quit;
-        pthread_mutex_unlock(&src->lock);
-    }
-    return go_on;
-}
-
 static int chan_write(struct src_channel *ch, uint32_t type,
                       const struct iovec *iov, int iovcnt, size_t bytes)
 {
     zm_source *src = ch->src;
 
-    if (!rate_limit(src, bytes + ZM_FRAME_HEADER_SIZE)) {
+    if (!zm_ratelimit_wait(&src->rate, bytes + ZM_FRAME_HEADER_SIZE)) {
         return -ECANCELED; /* fail() has the cause */
     }
-    if (src->file_mode) {
+    if (src->one_stream) {
         pthread_mutex_lock(&src->write_lock);
     }
     int ret = zm_frame_write(ch->conn, type, iov, iovcnt);
-    if (src->file_mode) {
+    if (src->one_stream) {
         pthread_mutex_unlock(&src->write_lock);
     }
     if (ret == 0) {
@@ -596,18 +426,13 @@ static void *channel_thread(void *arg)
             ret = chan_write(ch, ZM_FRAME_PACKET, &iov, 1, (size_t)len);
         }
         if (ret == 0) {
+            uint64_t bytes = (uint64_t)info.pages * src->p.page_size;
             pthread_mutex_lock(&src->stats_lock);
-            src->stats.duplicate += info.zero_pages;
-            src->stats.normal += info.pages - info.zero_pages;
+            zm_stats_add_packet(&src->stats, &info);
             src->round_pages += info.pages;
             src->round_zero_pages += info.zero_pages;
-            src->stats.normal_bytes += info.data_size;
             src->stats.remaining -=
-                (uint64_t)info.pages * src->p.page_size <= src->stats.remaining
-                    ? (uint64_t)info.pages * src->p.page_size
-                    : src->stats.remaining;
-            src->stats.payload_bytes[info.raw ? ZM_CODEC_NONE : info.codec] +=
-                info.payload_size;
+                bytes <= src->stats.remaining ? bytes : src->stats.remaining;
             pthread_mutex_unlock(&src->stats_lock);
         } else {
             fail(src, ret);
@@ -621,7 +446,7 @@ static void *channel_thread(void *arg)
     }
     pthread_mutex_unlock(&src->lock);
     free(refs);
-    ch->cpu = zm_thread_cpu();
+    zm_chan_thread_exit(&ch->t);
     return NULL;
 }
 
@@ -636,11 +461,9 @@ static int peek_dirty(zm_source *src)
 {
     for (unsigned i = 0; i < src->nregions; i++) {
         struct src_region *r = &src->regions[i];
-        size_t words = (r->pages + 63) / 64;
+        size_t words = zm_bitmap_words(r->pages);
         memset(r->peek, 0, words * sizeof(uint64_t));
-        ssize_t n = src->tracker
-                        ? zm_dirty_collect(src->tracker, i, r->peek)
-                        : src->hooks.dirty_log(src->hooks.opaque, i, r->peek);
+        ssize_t n = zm_dirty_collect(src->tracker, i, r->peek);
         if (n < 0) {
             return zm_error((int)n, "dirty tracking, region '%s': %s", r->name,
                             zm_strerror((int)n));
@@ -678,17 +501,15 @@ static int send_round(zm_source *src, uint32_t round, bool final)
     uint64_t pending = 0;
     for (unsigned i = 0; i < src->nregions; i++) {
         const struct src_region *r = &src->regions[i];
-        for (uint64_t w = 0; w < (r->pages + 63) / 64; w++) {
-            pending += (uint64_t)__builtin_popcountll(r->todo[w]);
-        }
+        pending += zm_bitmap_count(r->todo, zm_bitmap_words(r->pages));
     }
     pthread_mutex_lock(&src->stats_lock);
     src->stats.remaining = pending * src->p.page_size;
     pthread_mutex_unlock(&src->stats_lock);
 
     /* A stopped guest writes nothing; soft-dirty cannot be read live. */
-    bool peek = !final && !src->stopped &&
-                !(src->tracker && zm_dirty_needs_quiesce(src->tracker));
+    bool peek =
+        !final && !src->stopped && !zm_dirty_needs_quiesce(src->tracker);
     double interval = 0.05, next_peek = zm_now() + interval;
     /* The destination says nothing on the main channel until the end: if
      * it does (FAIL) or hangs up, the data channels may never tell. */
@@ -702,8 +523,7 @@ static int send_round(zm_source *src, uint32_t round, bool final)
     while (!src->quit &&
            !(src->cur_region >= src->nregions && src->busy == 0)) {
         double wake = peek && next_peek < next_watch ? next_peek : next_watch;
-        struct timespec ts = { (time_t)wake,
-                               (long)((wake - (time_t)wake) * 1e9) };
+        struct timespec ts = zm_deadline(wake);
         if (pthread_cond_timedwait(&src->idle_cond, &src->lock, &ts) !=
             ETIMEDOUT) {
             continue;
@@ -712,7 +532,7 @@ static int send_round(zm_source *src, uint32_t round, bool final)
         double t = zm_now();
         if (t >= next_watch) {
             next_watch = t + watch;
-            if (!src->file_mode && zm_conn_peer_spoke(src->main)) {
+            if (zm_conn_peer_spoke(src->main)) {
                 return fail(src, destination_failed(src));
             }
         }
@@ -729,7 +549,7 @@ static int send_round(zm_source *src, uint32_t round, bool final)
         pthread_mutex_lock(&src->lock);
     }
     src->round_open = false;
-    int err = src->error;
+    int err = src->failure.error;
     uint64_t skipped = src->skipped;
     src->skipped = 0;
     pthread_mutex_unlock(&src->lock);
@@ -745,8 +565,8 @@ static int send_round(zm_source *src, uint32_t round, bool final)
     zm_put_le32(body, round);
     zm_put_le32(body + 4, final ? ZM_SYNC_FINAL : 0);
     struct iovec iov = { body, sizeof(body) };
-    /* file: has one stream, so one SYNC separates its rounds. */
-    unsigned n = src->file_mode ? 1 : src->nchans;
+    /* One stream needs one SYNC to separate its rounds. */
+    unsigned n = src->one_stream ? 1 : src->nchans;
     for (unsigned i = 0; i < n; i++) {
         int ret =
             chan_write(&src->chans[i], ZM_FRAME_SYNC, &iov, 1, sizeof(body));
@@ -761,11 +581,7 @@ static int send_round(zm_source *src, uint32_t round, bool final)
 static void mark_all(zm_source *src)
 {
     for (unsigned i = 0; i < src->nregions; i++) {
-        struct src_region *r = &src->regions[i];
-        memset(r->todo, 0xff, (r->pages + 63) / 64 * sizeof(uint64_t));
-        if (r->pages % 64) {
-            r->todo[r->pages / 64] = (1ull << (r->pages % 64)) - 1;
-        }
+        zm_bitmap_fill(src->regions[i].todo, src->regions[i].pages);
     }
 }
 
@@ -779,24 +595,16 @@ static int64_t collect_dirty(zm_source *src)
 
     for (unsigned i = 0; i < src->nregions; i++) {
         struct src_region *r = &src->regions[i];
-        ssize_t n;
-        for (uint64_t w = 0; w < (r->pages + 63) / 64; w++) {
-            r->todo[w] |= r->redirtied[w];
-            r->redirtied[w] = 0;
-        }
-        if (src->tracker) {
-            n = zm_dirty_collect(src->tracker, i, r->todo);
-        } else {
-            n = src->hooks.dirty_log(src->hooks.opaque, i, r->todo);
-        }
+        size_t words = zm_bitmap_words(r->pages);
+        zm_bitmap_or(r->todo, r->redirtied, words);
+        memset(r->redirtied, 0, words * sizeof(uint64_t));
+        ssize_t n = zm_dirty_collect(src->tracker, i, r->todo);
         if (n < 0) {
             return zm_error((int)n, "dirty tracking, region '%s': %s", r->name,
                             zm_strerror((int)n));
         }
         /* Count what is pending, whatever the provider returns. */
-        for (uint64_t w = 0; w < (r->pages + 63) / 64; w++) {
-            dirty += __builtin_popcountll(r->todo[w]);
-        }
+        dirty += (int64_t)zm_bitmap_count(r->todo, words);
     }
     return dirty;
 }
@@ -804,17 +612,20 @@ static int64_t collect_dirty(zm_source *src)
 static int start_tracking(zm_source *src)
 {
     int kind = src->p.dirty_tracking;
-
-    if (kind == ZM_TRACKING_EMBEDDER ||
-        (kind == ZM_TRACKING_AUTO && src->hooks.dirty_log)) {
-        /* Reset the embedder's log: round 0 sends everything anyway. */
-        int64_t ret = collect_dirty(src);
-        return ret < 0 ? (int)ret : 0;
-    }
     struct zm_dirty_range ranges[ZM_MAX_REGIONS];
+
     for (unsigned i = 0; i < src->nregions; i++) {
         ranges[i] = (struct zm_dirty_range){ src->regions[i].base,
                                              src->regions[i].size };
+    }
+    if (kind == ZM_TRACKING_EMBEDDER ||
+        (kind == ZM_TRACKING_AUTO && src->hooks.dirty_log)) {
+        int ret = zm_dirty_new_embedder(src->hooks.dirty_log, src->hooks.opaque,
+                                        ranges, src->nregions, src->p.page_size,
+                                        &src->tracker);
+        /* Reset the embedder's log: round 0 sends everything anyway. */
+        int64_t dirty = ret < 0 ? ret : collect_dirty(src);
+        return dirty < 0 ? (int)dirty : 0;
     }
     enum zm_dirty_kind dk = kind == ZM_TRACKING_UFFD_WP ? ZM_DIRTY_UFFD_WP
                             : kind == ZM_TRACKING_SOFT_DIRTY
@@ -853,7 +664,8 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
         zm_conn_shutdown(conn); /* cancelled while connecting */
     }
     pthread_mutex_unlock(&src->lock);
-    src->file_mode = uri->kind == ZM_URI_FILE;
+    src->one_stream = zm_conn_caps(conn) & ZM_CONN_ONE_STREAM;
+    src->one_way = zm_conn_caps(conn) & ZM_CONN_ONE_WAY;
     zm_hello_encode(&hello, hello_buf);
     struct iovec iov = { hello_buf, sizeof(hello_buf) };
     if ((ret = zm_frame_write(src->main, ZM_FRAME_HELLO, &iov, 1)) < 0) {
@@ -876,7 +688,7 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
         iov = (struct iovec){ body, (size_t)len };
         ret = zm_frame_write(src->main, ZM_FRAME_LAYOUT, &iov, 1);
     }
-    if (ret == 0 && !src->file_mode) {
+    if (ret == 0 && !src->one_way) {
         uint32_t n;
         ret = zm_frame_expect(src->main, ZM_FRAME_ACCEPT, body,
                               ZM_FRAME_CONTROL_MAX, &n);
@@ -889,7 +701,7 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
 
     for (unsigned i = 0; i < src->nchans; i++) {
         struct src_channel *ch = &src->chans[i];
-        if (src->file_mode) {
+        if (src->one_stream) {
             ch->conn = src->main;
             continue;
         }
@@ -958,11 +770,10 @@ static int setup(zm_source *src, const char *uri_text)
         return ret;
     }
     for (unsigned i = 0; i < src->nchans; i++) {
-        if (pthread_create(&src->chans[i].thread, NULL, channel_thread,
-                           &src->chans[i]) != 0) {
-            return zm_error(-EAGAIN, "cannot start channel threads");
+        if ((ret = zm_chan_thread_start(&src->chans[i].t, channel_thread,
+                                        &src->chans[i])) < 0) {
+            return ret;
         }
-        src->chans[i].started = true;
     }
     return 0;
 }
@@ -983,13 +794,14 @@ static void set_status(zm_source *src, int status)
 static int write_commit(zm_source *src, uint32_t type, struct iovec *iov,
                         int iovcnt)
 {
-    if (src->file_mode) {
+    if (src->one_way) {
         return zm_frame_write(src->main, type, iov, iovcnt);
     }
     pthread_mutex_lock(&src->lock);
-    if (src->error) { /* a cancel just before: still ours to honour */
+    if (src->failure.error) { /* a cancel just before: still ours */
+        int err = src->failure.error;
         pthread_mutex_unlock(&src->lock);
-        return src->error;
+        return err;
     }
     src->committed = true;
     pthread_mutex_unlock(&src->lock);
@@ -1093,7 +905,7 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
     }
     unsigned char reply[ZM_FRAME_CONTROL_MAX];
     uint32_t n;
-    if (!src->file_mode &&
+    if (!src->one_way &&
         (ret = zm_frame_expect(src->main, ZM_FRAME_COMPLETE, reply,
                                sizeof(reply), &n)) < 0) {
         return ret;
@@ -1103,7 +915,7 @@ static int switchover(zm_source *src, uint32_t round, double *t_stop)
         if ((ret = send_verify(src)) < 0) {
             return ret;
         }
-        if (!src->file_mode &&
+        if (!src->one_way &&
             (ret = zm_frame_expect(src->main, ZM_FRAME_COMPLETE, reply,
                                    sizeof(reply), &n)) < 0) {
             return ret;
@@ -1147,13 +959,12 @@ static int migrate(zm_source *src, const char *uri, double t0)
         if ((ret = send_round(src, round, false)) < 0) {
             return ret;
         }
-        if (src->tracker && zm_dirty_needs_quiesce(src->tracker) &&
-            src->hooks.stop) {
+        bool quiesce = zm_dirty_needs_quiesce(src->tracker);
+        if (quiesce && src->hooks.stop) {
             src->hooks.stop(src->hooks.opaque);
         }
         int64_t dirty = collect_dirty(src);
-        if (src->tracker && zm_dirty_needs_quiesce(src->tracker) &&
-            src->hooks.resume) {
+        if (quiesce && src->hooks.resume) {
             src->hooks.resume(src->hooks.opaque);
         }
         if (dirty < 0) {
@@ -1161,62 +972,38 @@ static int migrate(zm_source *src, const char *uri, double t0)
         }
 
         /* Would the rest fit in the downtime at the link's speed? */
-        double elapsed = zm_now() - start;
+        struct zm_round_sample sample = {
+            .round = round,
+            .round_s = zm_now() - start,
+            .rounds_s = zm_now() - t_rounds,
+            .dirty_pages = (uint64_t)dirty,
+            .queued_bytes = zm_conn_unsent(src->main),
+            .page_size = src->p.page_size,
+        };
+        for (unsigned i = 0; !src->one_stream && i < src->nchans; i++) {
+            sample.queued_bytes += zm_conn_unsent(src->chans[i].conn);
+        }
+        struct zm_convergence conv;
         pthread_mutex_lock(&src->stats_lock);
-        /*
-         * The link's speed: that of all rounds so far, or this round's when
-         * it is slower and long enough to say (a short round's overheads
-         * and buffer-filling first writes say little about the link).
-         */
-        double all = zm_now() - t_rounds;
-        double bw = (double)src->rounds_wire_bytes / (all > 1e-6 ? all : 1e-6);
-        if (elapsed >= 0.1 && (double)src->round_wire_bytes / elapsed < bw) {
-            bw = (double)src->round_wire_bytes / elapsed;
+        sample.round_wire_bytes = src->round_wire_bytes;
+        sample.rounds_wire_bytes = src->rounds_wire_bytes;
+        sample.round_pages = src->round_pages;
+        sample.normal_bytes = src->stats.normal_bytes;
+        for (int c = 0; c < ZM_CODEC_COUNT; c++) {
+            sample.payload_bytes += src->stats.payload_bytes[c];
         }
-        /*
-         * Wire bytes per dirty page.  A later round sent dirty pages only,
-         * zero ones among them, so its own figure says it best; round 0 sent
-         * all of RAM, whose zero pages say nothing of the dirty ones: count
-         * every dirty page as a normal page then.
-         */
-        double per_page;
-        if (round > 0 && src->round_pages >= 64) {
-            per_page = (double)src->round_wire_bytes / (double)src->round_pages;
-        } else {
-            uint64_t payload = 0;
-            for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-                payload += src->stats.payload_bytes[c];
-            }
-            per_page = payload ? (double)src->p.page_size * (double)payload /
-                                     (double)src->stats.normal_bytes
-                               : (double)src->p.page_size;
-        }
-        double pending = (double)dirty * src->p.page_size;
-        /* What the link has yet to carry of this round goes first. */
-        double queued = (double)zm_conn_unsent(src->main);
-        for (unsigned i = 0; !src->file_mode && i < src->nchans; i++) {
-            queued += (double)zm_conn_unsent(src->chans[i].conn);
-        }
-        double pages_ms = (double)dirty * per_page / (bw > 1 ? bw : 1) * 1000;
-        double expected_ms = pages_ms + queued / (bw > 1 ? bw : 1) * 1000;
+        zm_convergence_assess(&sample, src->p.downtime_limit_ms,
+                              src->p.max_iterations, &conv);
         src->stats.iterations = round + 1;
         src->stats.dirty_sync_count++;
-        src->stats.remaining = (uint64_t)pending;
-        src->stats.dirty_pages_rate = (uint64_t)((double)dirty / elapsed);
-        src->stats.expected_downtime_ms = (uint64_t)expected_ms;
-        record_round(src, start, (uint64_t)dirty, expected_ms, false);
+        src->stats.remaining = (uint64_t)dirty * src->p.page_size;
+        src->stats.dirty_pages_rate =
+            (uint64_t)((double)dirty / sample.round_s);
+        src->stats.expected_downtime_ms = (uint64_t)conv.expected_ms;
+        record_round(src, start, (uint64_t)dirty, conv.expected_ms, false);
         pthread_mutex_unlock(&src->stats_lock);
 
-        /*
-         * It fits.  But while the round just sent took a third longer than
-         * sending its dirty pages would, one more round sends them live and
-         * leaves at most three quarters as many for the stop: worth it until
-         * they take a tenth of the limit (or rounds run out).
-         */
-        bool shrinking = pages_ms * 4 < elapsed * 1000 * 3 &&
-                         pages_ms * 10 > (double)src->p.downtime_limit_ms &&
-                         round + 2 < src->p.max_iterations;
-        if (expected_ms <= (double)src->p.downtime_limit_ms && !shrinking) {
+        if (conv.switch_over) {
             double t_stop;
             ret = switchover(src, round + 1, &t_stop);
             if (ret == 0) {
@@ -1238,10 +1025,7 @@ static void teardown(zm_source *src)
     pthread_mutex_unlock(&src->lock);
     double cpu = zm_thread_cpu();
     for (unsigned i = 0; i < src->nchans; i++) {
-        if (src->chans[i].started) {
-            pthread_join(src->chans[i].thread, NULL);
-            cpu += src->chans[i].cpu;
-        }
+        cpu += zm_chan_thread_join(&src->chans[i].t);
     }
     pthread_mutex_lock(&src->lock);
     for (unsigned i = 0; i < src->nchans; i++) {
@@ -1275,18 +1059,14 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     src->nrounds = 0;
     src->rounds_cut = false;
     pthread_mutex_unlock(&src->stats_lock);
-    pthread_mutex_lock(&src->rate_lock);
-    src->rate_next = 0; /* a cancelled run's reservations are void */
-    pthread_mutex_unlock(&src->rate_lock);
     set_status(src, ZM_STATUS_SETUP);
     int ret = migrate(src, uri, t0);
     /* Keep the first cause: a worker's, or this thread's own.  A cancel
      * that came after the last check (file: writes cannot be interrupted)
      * fails the migration too. */
     pthread_mutex_lock(&src->lock);
-    if (src->error) {
-        ret = src->error;
-        zm_error(ret, "%s", src->errmsg);
+    if (src->failure.error) {
+        ret = zm_failure_raise(&src->failure);
     }
     pthread_mutex_unlock(&src->lock);
     /*
@@ -1315,7 +1095,8 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     pthread_mutex_lock(&src->lock);
     src->quit = false;
     src->committed = false;
-    src->error = 0;
+    src->failure.error = 0;
+    zm_ratelimit_reset(&src->rate); /* a failed run's reservations are void */
     bool cancelled = atomic_exchange(&src->cancelled, false);
     pthread_mutex_unlock(&src->lock);
 

@@ -1,0 +1,207 @@
+/*
+ * session.c - what the source and the destination share
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/time.h"
+
+/* ---- parameters ---- */
+
+ZM_API void zm_params_init(struct zm_params *p)
+{
+    *p = (struct zm_params){
+        .sizeof_params = sizeof(*p),
+        .multifd_channels = 2,
+        .compression = ZM_CODEC_NONE,
+        .compression_level = ZM_LEVEL_DEFAULT,
+        .max_bandwidth = 0,
+        .downtime_limit_ms = 300,
+        .max_iterations = 30,
+        .page_size = 4096,
+        .batch_pages = 128,
+        .dirty_tracking = ZM_TRACKING_AUTO,
+    };
+}
+
+void zm_params_copy(struct zm_params *dst, const struct zm_params *src)
+{
+    zm_params_init(dst);
+    if (src) {
+        size_t n = src->sizeof_params < sizeof(*dst) ? src->sizeof_params
+                                                     : sizeof(*dst);
+        memcpy(dst, src, n);
+        dst->sizeof_params = sizeof(*dst);
+    }
+}
+
+int zm_params_check(const struct zm_params *p)
+{
+    int min, max;
+
+    if (p->multifd_channels < 1 || p->multifd_channels > ZM_MAX_CHANNELS) {
+        return zm_error(-EINVAL, "multifd-channels %u outside 1..%u",
+                        p->multifd_channels, ZM_MAX_CHANNELS);
+    }
+    int ret = zm_codec_levels(p->compression, &min, &max, NULL);
+    if (ret < 0) {
+        return ret;
+    }
+    if (p->compression_level != ZM_LEVEL_DEFAULT &&
+        (p->compression_level < min || p->compression_level > max)) {
+        return zm_error(-ERANGE, "compression-level %d: %s takes %d..%d",
+                        p->compression_level, zm_codec_name(p->compression),
+                        min, max);
+    }
+    if (p->page_size < ZM_MIN_PAGE_SIZE || p->page_size > ZM_MAX_PAGE_SIZE ||
+        (p->page_size & (p->page_size - 1)) != 0 ||
+        p->page_size < (uint32_t)sysconf(_SC_PAGESIZE)) {
+        return zm_error(-EINVAL,
+                        "page size %u: a power of two, at least "
+                        "the system's %ld",
+                        p->page_size, sysconf(_SC_PAGESIZE));
+    }
+    if (p->batch_pages < 1 || p->batch_pages > ZM_MAX_BATCH_PAGES) {
+        return zm_error(-EINVAL, "batch of %u pages outside 1..%u",
+                        p->batch_pages, ZM_MAX_BATCH_PAGES);
+    }
+    if (p->max_iterations < 1) {
+        return zm_error(-EINVAL, "max-iterations must be at least 1");
+    }
+    if (p->dirty_tracking < ZM_TRACKING_AUTO ||
+        p->dirty_tracking > ZM_TRACKING_EMBEDDER) {
+        return zm_error(-EINVAL, "unknown dirty tracking %d",
+                        p->dirty_tracking);
+    }
+    return 0;
+}
+
+int zm_region_name_check(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+
+    if (len == 0 || len > ZM_REGION_NAME_MAX) {
+        return zm_error(-EINVAL, "region name must be 1..%u bytes",
+                        ZM_REGION_NAME_MAX);
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (name[i] < 0x20 || name[i] > 0x7e) {
+            return zm_error(-EINVAL,
+                            "region name '%s' has a non-printable "
+                            "character",
+                            name);
+        }
+    }
+    return 0;
+}
+
+ZM_API const char *zm_status_name(int status)
+{
+    static const char *const names[] = {
+        [ZM_STATUS_NONE] = "none",
+        [ZM_STATUS_SETUP] = "setup",
+        [ZM_STATUS_ACTIVE] = "active",
+        [ZM_STATUS_DEVICE] = "device",
+        [ZM_STATUS_COMPLETED] = "completed",
+        [ZM_STATUS_FAILED] = "failed",
+        [ZM_STATUS_CANCELLED] = "cancelled",
+        [ZM_STATUS_UNCONFIRMED] = "unconfirmed",
+    };
+    if (status < 0 || status > ZM_STATUS_UNCONFIRMED) {
+        return "unknown";
+    }
+    return names[status];
+}
+
+/* ---- statistics ---- */
+
+void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
+                     bool cancelled)
+{
+    double per = seconds > 0 ? seconds : 1;
+    uint64_t payload = 0;
+
+    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
+        payload += st->payload_bytes[c];
+    }
+    st->total_time_ms = (uint64_t)(seconds * 1000);
+    st->mbps = (double)st->transferred * 8 / 1e6 / per;
+    st->pages_per_second =
+        (uint64_t)((double)(st->normal + st->duplicate) / per);
+    st->compression_ratio =
+        payload ? (double)st->normal_bytes / (double)payload : 1.0;
+    st->status = ret == 0    ? ZM_STATUS_COMPLETED
+                 : cancelled ? ZM_STATUS_CANCELLED
+                             : ZM_STATUS_FAILED;
+}
+
+void zm_stats_add_packet(struct zm_stats *st, const struct zm_packet_info *pi)
+{
+    st->duplicate += pi->zero_pages;
+    st->normal += pi->pages - pi->zero_pages;
+    st->normal_bytes += pi->data_size;
+    st->payload_bytes[pi->raw ? ZM_CODEC_NONE : pi->codec] += pi->payload_size;
+}
+
+/* ---- VERIFY ---- */
+
+uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
+                       unsigned n, uint32_t page_size, uint64_t *out,
+                       uint64_t max)
+{
+    uint64_t count = 0;
+
+    for (unsigned r = 0; r < n; r++) {
+        for (size_t off = 0; off < size[r] && count < max; off += page_size) {
+            out[count++] = zm_hash64(base[r] + off, page_size, 0);
+        }
+    }
+    return count;
+}
+
+/* ---- the first failure of a run ---- */
+
+void zm_failure_record(struct zm_failure *f, int err)
+{
+    if (!f->error) {
+        f->error = err;
+        snprintf(f->msg, sizeof(f->msg), "%s", zm_errmsg());
+    }
+}
+
+int zm_failure_raise(const struct zm_failure *f)
+{
+    return zm_error(f->error, "%s", f->msg);
+}
+
+/* ---- channel threads ---- */
+
+int zm_chan_thread_start(struct zm_chan_thread *t, void *(*fn)(void *),
+                         void *arg)
+{
+    if (pthread_create(&t->thread, NULL, fn, arg) != 0) {
+        return zm_error(-EAGAIN, "cannot start channel threads");
+    }
+    t->started = true;
+    return 0;
+}
+
+double zm_chan_thread_join(struct zm_chan_thread *t)
+{
+    if (t->started) {
+        pthread_join(t->thread, NULL);
+        t->started = false;
+    }
+    return t->cpu;
+}
+
+void zm_chan_thread_exit(struct zm_chan_thread *t)
+{
+    t->cpu = zm_thread_cpu();
+}
