@@ -1,0 +1,255 @@
+/*
+ * source_rounds.c - the live data path of the sending side
+ *
+ * One thread per data channel takes batches of pages from the pageset's
+ * shared cursor, encodes and sends them; the thread of zm_source_run()
+ * waits for the round to end, reading the dirty log meanwhile and watching
+ * the destination.  Rounds end with SYNC on every channel, so that the
+ * destination never applies a page of round r + 1 before all of round r
+ * (doc/design-migration.md).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/endian_util.h"
+#include "common/error.h"
+#include "common/time.h"
+#include "source.h"
+
+/* Makes blocked reads and writes return.  Called under src->lock, which
+ * also guards the connections' creation and closing. */
+static void shutdown_conns(zm_source *src)
+{
+    zm_conn_shutdown(src->main);
+    for (unsigned i = 0; src->chans && i < src->nchans; i++) {
+        if (src->chans[i].conn != src->main) {
+            zm_conn_shutdown(src->chans[i].conn);
+        }
+    }
+}
+
+int src_fail_locked(zm_source *src, int err)
+{
+    zm_failure_record(&src->failure, err);
+    src->quit = true;
+    pthread_cond_broadcast(&src->work_cond);
+    pthread_cond_broadcast(&src->idle_cond);
+    zm_ratelimit_stop(&src->rate);
+    shutdown_conns(src);
+    return err;
+}
+
+int src_fail(zm_source *src, int err)
+{
+    pthread_mutex_lock(&src->lock);
+    src_fail_locked(src, err);
+    pthread_mutex_unlock(&src->lock);
+    return err;
+}
+
+static int chan_write(struct src_channel *ch, uint32_t type,
+                      const struct iovec *iov, int iovcnt, size_t bytes)
+{
+    zm_source *src = ch->src;
+
+    if (!zm_ratelimit_wait(&src->rate, bytes + ZM_FRAME_HEADER_SIZE)) {
+        return -ECANCELED; /* src_fail() has the cause */
+    }
+    if (src->one_stream) {
+        pthread_mutex_lock(&src->write_lock);
+    }
+    int ret = zm_frame_write(ch->conn, type, iov, iovcnt);
+    if (src->one_stream) {
+        pthread_mutex_unlock(&src->write_lock);
+    }
+    if (ret == 0) {
+        pthread_mutex_lock(&src->stats_lock);
+        src->stats.transferred += bytes + ZM_FRAME_HEADER_SIZE;
+        src->round_wire_bytes += bytes + ZM_FRAME_HEADER_SIZE;
+        src->rounds_wire_bytes += bytes + ZM_FRAME_HEADER_SIZE;
+        pthread_mutex_unlock(&src->stats_lock);
+    }
+    return ret;
+}
+
+void *src_channel_thread(void *arg)
+{
+    struct src_channel *ch = arg;
+    zm_source *src = ch->src;
+    struct zm_page_ref *refs = calloc(src->p.batch_pages, sizeof(*refs));
+    unsigned flags = 0;
+
+    if (!refs) {
+        src_fail(src, zm_error(-ENOMEM, "out of memory"));
+        return NULL;
+    }
+    pthread_mutex_lock(&src->lock);
+    for (;;) {
+        while (!src->quit &&
+               !(src->round_open && !zm_pageset_done(&src->pages))) {
+            pthread_cond_wait(&src->work_cond, &src->lock);
+        }
+        if (src->quit) {
+            break;
+        }
+        unsigned region;
+        unsigned n =
+            zm_pageset_take(&src->pages, refs, src->p.batch_pages, &region);
+        if (n == 0) {
+            if (src->busy == 0) {
+                pthread_cond_broadcast(&src->idle_cond);
+            }
+            continue;
+        }
+        /* Once the guest is stopped, pages no longer change. */
+        flags = src->stopped ? ZM_ENCODE_STABLE : 0;
+        src->busy++;
+        pthread_mutex_unlock(&src->lock);
+
+        struct zm_packet_info info;
+        ssize_t len = zm_encode(ch->enc, region, refs, n, flags, ch->packet,
+                                ch->cap, &info);
+        int ret = len < 0 ? (int)len : 0;
+        if (ret == 0) {
+            struct iovec iov = { ch->packet, (size_t)len };
+            ret = chan_write(ch, ZM_FRAME_PACKET, &iov, 1, (size_t)len);
+        }
+        if (ret == 0) {
+            uint64_t bytes = (uint64_t)info.pages * src->p.page_size;
+            pthread_mutex_lock(&src->stats_lock);
+            zm_stats_add_packet(&src->stats, &info);
+            src->round_pages += info.pages;
+            src->round_zero_pages += info.zero_pages;
+            src->stats.remaining -=
+                bytes <= src->stats.remaining ? bytes : src->stats.remaining;
+            pthread_mutex_unlock(&src->stats_lock);
+        } else {
+            src_fail(src, ret);
+        }
+
+        pthread_mutex_lock(&src->lock);
+        src->busy--;
+        if (src->busy == 0 && zm_pageset_done(&src->pages)) {
+            pthread_cond_broadcast(&src->idle_cond);
+        }
+    }
+    pthread_mutex_unlock(&src->lock);
+    free(refs);
+    zm_chan_thread_exit(&ch->t);
+    return NULL;
+}
+
+/*
+ * Reads the dirty log while a round runs (on the thread of
+ * zm_source_run(), as every hook): a page written again before its turn
+ * would go out twice, now and next round, so it goes next round only.  On
+ * a link-bound migration of a busy guest this saves a large share of each
+ * round (doc/design-migration.md).
+ */
+static int peek_dirty(zm_source *src)
+{
+    for (unsigned i = 0; i < src->pages.count; i++) {
+        int ret = zm_pageset_read_log(&src->pages, src->tracker, i);
+        if (ret < 0) {
+            return ret;
+        }
+        pthread_mutex_lock(&src->lock);
+        zm_pageset_merge_log(&src->pages, i);
+        pthread_mutex_unlock(&src->lock);
+    }
+    return 0;
+}
+
+/* The destination spoke or hung up during the rounds: why, as an error. */
+static int destination_failed(zm_source *src)
+{
+    unsigned char reason[ZM_FRAME_CONTROL_MAX];
+    uint32_t len;
+    /* A FAIL frame gives -ECONNREFUSED with the peer's reason. */
+    int ret =
+        zm_frame_expect(src->main, ZM_FRAME_FAIL, reason, sizeof(reason), &len);
+
+    if (ret == -ECONNRESET) {
+        return zm_error(ret, "the destination closed the connection");
+    }
+    return ret < 0 ? ret
+                   : zm_error(-EPROTO, "the destination sent an unexpected "
+                                       "frame during the rounds");
+}
+
+int src_send_round(zm_source *src, uint32_t round, bool final)
+{
+    /* What this round will send, counted down as batches go out. */
+    uint64_t pending = zm_pageset_pending(&src->pages);
+    pthread_mutex_lock(&src->stats_lock);
+    src->stats.remaining = pending * src->p.page_size;
+    pthread_mutex_unlock(&src->stats_lock);
+
+    /* A stopped guest writes nothing; soft-dirty cannot be read live. */
+    bool peek =
+        !final && !src->stopped && !zm_dirty_needs_quiesce(src->tracker);
+    double interval = 0.05, next_peek = zm_now() + interval;
+    /* The destination says nothing on the main channel until the end: if
+     * it does (FAIL) or hangs up, the data channels may never tell. */
+    double watch = 0.2, next_watch = zm_now() + watch;
+
+    pthread_mutex_lock(&src->lock);
+    zm_pageset_rewind(&src->pages);
+    src->round_open = true;
+    pthread_cond_broadcast(&src->work_cond);
+    while (!src->quit && !(zm_pageset_done(&src->pages) && src->busy == 0)) {
+        double wake = peek && next_peek < next_watch ? next_peek : next_watch;
+        struct timespec ts = zm_deadline(wake);
+        if (pthread_cond_timedwait(&src->idle_cond, &src->lock, &ts) !=
+            ETIMEDOUT) {
+            continue;
+        }
+        pthread_mutex_unlock(&src->lock);
+        double t = zm_now();
+        if (t >= next_watch) {
+            next_watch = t + watch;
+            if (zm_conn_peer_spoke(src->main)) {
+                return src_fail(src, destination_failed(src));
+            }
+        }
+        if (peek && t >= next_peek) {
+            int ret = peek_dirty(src);
+            if (ret < 0) {
+                return src_fail(src, ret);
+            }
+            /* Reading the log costs the guest and us: keep it under 5%. */
+            double now = zm_now();
+            next_peek =
+                now + (20 * (now - t) > interval ? 20 * (now - t) : interval);
+        }
+        pthread_mutex_lock(&src->lock);
+    }
+    src->round_open = false;
+    int err = src->failure.error;
+    uint64_t skipped = src->pages.skipped;
+    src->pages.skipped = 0;
+    pthread_mutex_unlock(&src->lock);
+    pthread_mutex_lock(&src->stats_lock);
+    src->stats.skipped += skipped;
+    src->round_skipped += skipped;
+    pthread_mutex_unlock(&src->stats_lock);
+    if (err) {
+        return err;
+    }
+
+    unsigned char body[ZM_SYNC_SIZE];
+    zm_put_le32(body, round);
+    zm_put_le32(body + 4, final ? ZM_SYNC_FINAL : 0);
+    struct iovec iov = { body, sizeof(body) };
+    /* One stream needs one SYNC to separate its rounds. */
+    unsigned n = src->one_stream ? 1 : src->nchans;
+    for (unsigned i = 0; i < n; i++) {
+        int ret =
+            chan_write(&src->chans[i], ZM_FRAME_SYNC, &iov, 1, sizeof(body));
+        if (ret < 0) {
+            return src_fail(src, ret);
+        }
+    }
+    return 0;
+}
