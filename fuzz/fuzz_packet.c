@@ -29,7 +29,7 @@
  *     checksum was made with, and zero pages are zero; decoding it again
  *     gives the same result;
  *   - a raw packet read as a channel reads it, payload straight into the
- *     pages (zm_decode_raw_begin() and _end()), gets zm_decode()'s answer,
+ *     pages (zm_packet_reader, engine/packet.h), gets zm_decode()'s answer,
  *     except when its table names a normal page twice: then only the last
  *     copy is there to check, and either answer leaves that page as the
  *     packet's last copy of it.
@@ -296,22 +296,18 @@ static bool normal_page_twice(const uint8_t *data, uint32_t normal)
 static void check_scatter(const uint8_t *data, size_t size, int ret,
                           const struct named *named)
 {
-    struct zm_packet_header h;
+    struct zm_packet_reader rd;
     struct iovec iov[MAX_PAGES];
     struct zm_packet_info got;
-    int iovcnt;
+    int iovcnt = 0;
 
-    if (size < ZM_PACKET_HEADER_SIZE ||
-        zm_packet_parse_header(data, ZM_PACKET_HEADER_SIZE, &h) < 0 ||
-        !(h.flags & ZM_PKT_RAW) || h.normal_count == 0) {
-        return;
+    if (zm_packet_reader_start(&rd, dec, data, size) < 0 ||
+        !(rd.h.flags & ZM_PKT_RAW) || rd.h.normal_count == 0) {
+        return; /* the same path as zm_decode() from here */
     }
-    size_t head =
-        ZM_PACKET_HEADER_SIZE + 4 * ((size_t)h.normal_count + h.zero_count);
-    head = head < size ? head : size;
-    int sret = zm_decode_raw_begin(dec, data, head, size, iov, &iovcnt);
-    if (sret == 0) {
-        size_t off = head;
+    int sret = zm_packet_reader_table(&rd, data, iov, &iovcnt);
+    if (sret == 1) {
+        size_t off = rd.head_size;
         for (int i = 0; i < iovcnt; i++) {
             FUZZ_CHECK(off + iov[i].iov_len <= size, "scatter: iov too long");
             memcpy(iov[i].iov_base, data + off, iov[i].iov_len);
@@ -319,9 +315,9 @@ static void check_scatter(const uint8_t *data, size_t size, int ret,
         }
         FUZZ_CHECK(off == size, "scatter: iov covers %zu of %zu bytes", off,
                    size);
-        sret = zm_decode_raw_end(dec, data, &got);
+        sret = zm_packet_reader_end(&rd, data, &got);
     }
-    FUZZ_CHECK(sret == ret || normal_page_twice(data, h.normal_count),
+    FUZZ_CHECK(sret == ret || normal_page_twice(data, rd.h.normal_count),
                "scatter: %d (%s), zm_decode: %d", sret, zm_errmsg(), ret);
     check_untouched(named);
     if (sret == 0) {

@@ -7,7 +7,7 @@
  * (decoded through a scratch buffer) and consecutive (decoded in place).
  * Forged packets with a valid checksum test the checks behind it.  Raw
  * packets go through both receive paths: zm_decode(), and the channel's,
- * which reads the payload straight into the pages (zm_decode_raw_begin()
+ * which reads the payload straight into the pages (zm_packet_reader_table()
  * and _end()); both must give the same answers.
  */
 #include <errno.h>
@@ -102,31 +102,34 @@ static bool scatter;
 
 static int decode(zm_decoder *d, const unsigned char *pkt, size_t len)
 {
-    struct zm_packet_header h;
+    struct zm_packet_reader rd;
     struct iovec iov[16];
-    int iovcnt;
+    int iovcnt = 0;
 
-    if (!scatter || len < ZM_PACKET_HEADER_SIZE ||
-        zm_packet_parse_header(pkt, ZM_PACKET_HEADER_SIZE, &h) < 0 ||
-        !(h.flags & ZM_PKT_RAW) || h.normal_count == 0) {
+    if (!scatter) {
         return zm_decode(d, pkt, len, NULL);
     }
-    size_t head =
-        ZM_PACKET_HEADER_SIZE + 4 * ((size_t)h.normal_count + h.zero_count);
-    head = head < len ? head : len;
-    int ret = zm_decode_raw_begin(d, pkt, head, len, iov, &iovcnt);
+    int ret = zm_packet_reader_start(&rd, d, pkt, len);
     if (ret < 0) {
         return ret;
     }
-    /* What readv() would do with the rest of the packet. */
-    size_t off = head;
-    for (int i = 0; i < iovcnt; i++) {
-        CHECK(off + iov[i].iov_len <= len, "scatter: iov past the packet");
-        memcpy(iov[i].iov_base, pkt + off, iov[i].iov_len);
-        off += iov[i].iov_len;
+    CHECK(rd.head_size <= len, "reader: head of %zu bytes in %zu", rd.head_size,
+          len);
+    int raw = zm_packet_reader_table(&rd, pkt, iov, &iovcnt);
+    if (raw < 0) {
+        return raw;
     }
-    CHECK(off == len, "scatter: iov covers %zu of %zu bytes", off, len);
-    return zm_decode_raw_end(d, pkt, NULL);
+    if (raw) {
+        /* What readv() would do with the rest of the packet. */
+        size_t off = rd.head_size;
+        for (int i = 0; i < iovcnt; i++) {
+            CHECK(off + iov[i].iov_len <= len, "scatter: iov past the packet");
+            memcpy(iov[i].iov_base, pkt + off, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+        CHECK(off == len, "scatter: iov covers %zu of %zu bytes", off, len);
+    }
+    return zm_packet_reader_end(&rd, pkt, NULL);
 }
 
 static void expect(int want, const unsigned char *pkt, size_t len,

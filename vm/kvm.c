@@ -963,7 +963,12 @@ void zm_vm_stop(zm_vm *vm)
             v->started = false;
         }
     }
+    /* A line the guest was stopped in the middle of ends here, so that
+     * what the VMM prints next (the JSON result) is a line of its own. */
     pthread_mutex_lock(&vm->io_lock);
+    if (vm->line_len > 0 && vm->line_len < sizeof(vm->line)) {
+        vm->line[vm->line_len++] = '\n';
+    }
     uart_flush(vm);
     pthread_mutex_unlock(&vm->io_lock);
 }

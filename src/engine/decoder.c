@@ -5,7 +5,7 @@
  * against the header, the packet's length and the registered memory before
  * it is used.  zm_decode() verifies a raw payload before any page is
  * written; a channel reads raw payloads straight into the pages instead
- * (zm_decode_raw_begin/end) and verifies them there.  Compressed ones
+ * (zm_packet_reader, packet.h) and verifies them there.  Compressed ones
  * decompress straight into place when their pages are consecutive (the
  * common case) and are verified right after; pages a decompressor failed
  * on are left zero.
@@ -18,8 +18,8 @@
 #include "common/endian_util.h"
 #include "common/error.h"
 #include "common/hash.h"
-#include "packet.h"
 #include "common/zero.h"
+#include "packet.h"
 
 struct zm_decoder {
     uint32_t page_size;
@@ -140,15 +140,12 @@ static void clear_page(unsigned char *page, size_t size)
     }
 }
 
-/*
- * Checks a packet's header and index table, the first head_len bytes of a
- * packet of len bytes, against its length and the registered memory.
- */
-static int check_head(const zm_decoder *dec, const unsigned char *p,
-                      size_t head_len, size_t len, struct zm_packet_header *h,
-                      bool *consecutive)
+/* Checks a packet's fixed header (in avail bytes) against its length len
+ * and what this decoder accepts. */
+static int check_header(const zm_decoder *dec, const unsigned char *p,
+                        size_t avail, size_t len, struct zm_packet_header *h)
 {
-    int ret = zm_packet_parse_header(p, head_len, h);
+    int ret = zm_packet_parse_header(p, avail, h);
 
     if (ret < 0) {
         return ret;
@@ -171,12 +168,6 @@ static int check_head(const zm_decoder *dec, const unsigned char *p,
                         "accepted %u",
                         pages, dec->max_pages);
     }
-    if (head_len < ZM_PACKET_HEADER_SIZE + 4 * (size_t)pages) {
-        return zm_error(-EINVAL,
-                        "packet: %zu bytes of header and table, %zu "
-                        "needed",
-                        head_len, ZM_PACKET_HEADER_SIZE + 4 * (size_t)pages);
-    }
     if (!(dec->codecs & (1u << h->codec))) {
         return zm_error(-EPROTO, "packet: codec %s was not negotiated",
                         zm_codec_name(h->codec));
@@ -185,8 +176,16 @@ static int check_head(const zm_decoder *dec, const unsigned char *p,
         return zm_error(-ERANGE, "packet: region %u, only %u registered",
                         h->region, dec->region_count);
     }
+    return 0;
+}
+
+/* Checks the index table against the region; says whether the normal
+ * pages follow each other. */
+static int check_table(const zm_decoder *dec, const struct zm_packet_header *h,
+                       const unsigned char *table, bool *consecutive)
+{
     uint64_t region_pages = dec->regions[h->region].size >> dec->page_shift;
-    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
+    uint32_t pages = h->normal_count + h->zero_count;
     uint32_t first = h->normal_count ? zm_get_le32(table) : 0;
 
     *consecutive = true;
@@ -221,18 +220,7 @@ static void finish(const zm_decoder *dec, const unsigned char *p,
         clear_page(base + (index << dec->page_shift), dec->page_size);
     }
     if (info) {
-        *info = (struct zm_packet_info){
-            .size = (uint32_t)zm_packet_size(h),
-            .region = h->region,
-            .page_size = dec->page_size,
-            .pages = pages,
-            .zero_pages = h->zero_count,
-            .data_size = h->normal_count << dec->page_shift,
-            .payload_size = h->payload_size,
-            .codec = h->codec,
-            .level = h->level,
-            .raw = h->flags & ZM_PKT_RAW,
-        };
+        zm_packet_info_fill(h, info);
     }
 }
 
@@ -246,93 +234,38 @@ static int checksum_mismatch(const struct zm_packet_header *h,
                     h->region, pages, pages ? zm_get_le32(table) : 0);
 }
 
-ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
-                     struct zm_packet_info *info)
+int zm_packet_reader_start(struct zm_packet_reader *rd, zm_decoder *dec,
+                           const void *header, size_t len)
 {
-    const unsigned char *p = packet;
-    struct zm_packet_header h = { 0 };
-    bool consecutive;
-    int ret = check_head(dec, p, len, len, &h, &consecutive);
+    size_t avail = len < ZM_PACKET_HEADER_SIZE ? len : ZM_PACKET_HEADER_SIZE;
 
+    *rd = (struct zm_packet_reader){ .dec = dec, .len = len };
+    int ret = check_header(dec, header, avail, len, &rd->h);
     if (ret < 0) {
         return ret;
     }
-    const struct zm_region_map *region = &dec->regions[h.region];
-    uint32_t pages = h.normal_count + h.zero_count;
-    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
-    uint32_t first = h.normal_count ? zm_get_le32(table) : 0;
-
-    unsigned char *base = region->base;
-    const unsigned char *payload = table + 4 * (size_t)pages;
-    size_t data_size = (size_t)h.normal_count << dec->page_shift;
-    uint64_t data_hash;
-    const unsigned char *data; /* the decoded pages, contiguous */
-
-    bool in_place = false;
-
-    if (h.flags & ZM_PKT_RAW || h.normal_count == 0) {
-        data = payload;
-    } else {
-        const struct zm_codec_ops *codec = zm_codec_get(h.codec);
-        unsigned char *dst = consecutive
-                                 ? base + ((size_t)first << dec->page_shift)
-                                 : dec->scratch;
-        void *state = NULL;
-
-        if ((ret = codec_state(dec, codec, &state)) < 0) {
-            return ret;
-        }
-        if (codec->decompress(state, payload, h.payload_size, dst, data_size) <
-            0) {
-            /* Partial output is garbage, and libzstd's can hold bytes of
-             * its own uninitialised memory: none of it stays in the guest. */
-            if (consecutive) {
-                memset(dst, 0, data_size);
-            }
-            return zm_error(-EBADMSG,
-                            "packet: %s payload of %u bytes does "
-                            "not decompress to %u pages",
-                            codec->name, h.payload_size, h.normal_count);
-        }
-        data = dst;
-        in_place = consecutive;
-    }
-    data_hash = zm_hash64(data, data_size, 0);
-    if (zm_packet_checksum(p, pages, data_hash) != h.checksum) {
-        return checksum_mismatch(&h, table);
-    }
-
-    /* Verified; now commit what is not in place yet. */
-    if (!in_place) {
-        for (uint32_t i = 0; i < h.normal_count; i++) {
-            size_t index = zm_get_le32(table + 4 * i);
-            memcpy(base + (index << dec->page_shift),
-                   data + ((size_t)i << dec->page_shift), dec->page_size);
-        }
-    }
-    finish(dec, p, &h, info);
+    rd->head_size = zm_packet_head_size(&rd->h);
     return 0;
 }
 
-int zm_decode_raw_begin(zm_decoder *dec, const void *head, size_t head_len,
-                        size_t len, struct iovec *iov, int *iovcnt)
+int zm_packet_reader_table(struct zm_packet_reader *rd, const void *head,
+                           struct iovec *iov, int *iovcnt)
 {
-    const unsigned char *p = head;
-    struct zm_packet_header h = { 0 };
-    bool consecutive;
-    int ret = check_head(dec, p, head_len, len, &h, &consecutive);
+    const zm_decoder *dec = rd->dec;
+    const unsigned char *table =
+        (const unsigned char *)head + ZM_PACKET_HEADER_SIZE;
+    int ret = check_table(dec, &rd->h, table, &rd->consecutive);
 
     if (ret < 0) {
         return ret;
     }
-    if (!(h.flags & ZM_PKT_RAW)) {
-        return zm_error(-EINVAL, "packet: not raw");
+    rd->in_pages = iov && rd->h.flags & ZM_PKT_RAW && rd->h.normal_count > 0;
+    if (!rd->in_pages) {
+        return 0;
     }
-    unsigned char *base = dec->regions[h.region].base;
-    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
+    unsigned char *base = dec->regions[rd->h.region].base;
     int n = 0;
-
-    for (uint32_t i = 0; i < h.normal_count; i++) {
+    for (uint32_t i = 0; i < rd->h.normal_count; i++) {
         unsigned char *page =
             base + ((size_t)zm_get_le32(table + 4 * i) << dec->page_shift);
         if (n > 0 &&
@@ -343,31 +276,103 @@ int zm_decode_raw_begin(zm_decoder *dec, const void *head, size_t head_len,
         }
     }
     *iovcnt = n;
-    return 0;
+    return 1;
 }
 
-int zm_decode_raw_end(zm_decoder *dec, const void *head,
-                      struct zm_packet_info *info)
+/* The raw payload read into the pages: the checksum over them in place. */
+static int end_in_pages(zm_decoder *dec, const struct zm_packet_header *h,
+                        const unsigned char *p, struct zm_packet_info *info)
 {
-    const unsigned char *p = head;
-    struct zm_packet_header h = { 0 };
+    unsigned char *base = dec->regions[h->region].base;
+    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
     zm_hash_state state;
 
-    /* Checked by zm_decode_raw_begin(): only the fields are needed. */
-    (void)zm_packet_parse_header(p, ZM_PACKET_HEADER_SIZE, &h);
-    unsigned char *base = dec->regions[h.region].base;
-    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
-
     zm_hash_reset(&state, 0);
-    for (uint32_t i = 0; i < h.normal_count; i++) {
+    for (uint32_t i = 0; i < h->normal_count; i++) {
         size_t index = zm_get_le32(table + 4 * i);
         zm_hash_update(&state, base + (index << dec->page_shift),
                        dec->page_size);
     }
-    if (zm_packet_checksum(p, h.normal_count + h.zero_count,
-                           zm_hash_digest(&state)) != h.checksum) {
-        return checksum_mismatch(&h, table);
+    if (zm_packet_checksum(p, h->normal_count + h->zero_count,
+                           zm_hash_digest(&state)) != h->checksum) {
+        return checksum_mismatch(h, table);
     }
-    finish(dec, p, &h, info);
+    finish(dec, p, h, info);
     return 0;
+}
+
+int zm_packet_reader_end(struct zm_packet_reader *rd, const void *packet,
+                         struct zm_packet_info *info)
+{
+    zm_decoder *dec = rd->dec;
+    const struct zm_packet_header *h = &rd->h;
+    const unsigned char *p = packet;
+    int ret;
+
+    if (rd->in_pages) {
+        return end_in_pages(dec, h, p, info);
+    }
+    const struct zm_region_map *region = &dec->regions[h->region];
+    const unsigned char *table = p + ZM_PACKET_HEADER_SIZE;
+    uint32_t pages = h->normal_count + h->zero_count;
+    uint32_t first = h->normal_count ? zm_get_le32(table) : 0;
+    unsigned char *base = region->base;
+    const unsigned char *payload = p + rd->head_size;
+    size_t data_size = (size_t)h->normal_count << dec->page_shift;
+    const unsigned char *data; /* the decoded pages, contiguous */
+    bool in_place = false;
+
+    if (h->flags & ZM_PKT_RAW || h->normal_count == 0) {
+        data = payload;
+    } else {
+        const struct zm_codec_ops *codec = zm_codec_get(h->codec);
+        unsigned char *dst = rd->consecutive
+                                 ? base + ((size_t)first << dec->page_shift)
+                                 : dec->scratch;
+        void *state = NULL;
+
+        if ((ret = codec_state(dec, codec, &state)) < 0) {
+            return ret;
+        }
+        if (codec->decompress(state, payload, h->payload_size, dst, data_size) <
+            0) {
+            /* Partial output is garbage, and libzstd's can hold bytes of
+             * its own uninitialised memory: none of it stays in the guest. */
+            if (rd->consecutive) {
+                memset(dst, 0, data_size);
+            }
+            return zm_error(-EBADMSG,
+                            "packet: %s payload of %u bytes does "
+                            "not decompress to %u pages",
+                            codec->name, h->payload_size, h->normal_count);
+        }
+        data = dst;
+        in_place = rd->consecutive;
+    }
+    if (zm_packet_checksum(p, pages, zm_hash64(data, data_size, 0)) !=
+        h->checksum) {
+        return checksum_mismatch(h, table);
+    }
+    /* Verified; now commit what is not in place yet. */
+    if (!in_place) {
+        for (uint32_t i = 0; i < h->normal_count; i++) {
+            size_t index = zm_get_le32(table + 4 * i);
+            memcpy(base + (index << dec->page_shift),
+                   data + ((size_t)i << dec->page_shift), dec->page_size);
+        }
+    }
+    finish(dec, p, h, info);
+    return 0;
+}
+
+ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
+                     struct zm_packet_info *info)
+{
+    struct zm_packet_reader rd;
+    int ret = zm_packet_reader_start(&rd, dec, packet, len);
+
+    if (ret == 0) {
+        ret = zm_packet_reader_table(&rd, packet, NULL, NULL);
+    }
+    return ret < 0 ? ret : zm_packet_reader_end(&rd, packet, info);
 }

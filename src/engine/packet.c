@@ -118,6 +118,23 @@ uint64_t zm_packet_checksum(const void *packet, uint32_t table_entries,
     return zm_hash_digest(&state);
 }
 
+void zm_packet_info_fill(const struct zm_packet_header *h,
+                         struct zm_packet_info *info)
+{
+    *info = (struct zm_packet_info){
+        .size = (uint32_t)zm_packet_size(h),
+        .region = h->region,
+        .page_size = 1u << h->page_shift,
+        .pages = h->normal_count + h->zero_count,
+        .zero_pages = h->zero_count,
+        .data_size = h->normal_count << h->page_shift,
+        .payload_size = h->payload_size,
+        .codec = h->codec,
+        .level = h->level,
+        .raw = h->flags & ZM_PKT_RAW,
+    };
+}
+
 ZM_API int zm_packet_peek(const void *buf, size_t len,
                           struct zm_packet_info *info)
 {
@@ -128,18 +145,7 @@ ZM_API int zm_packet_peek(const void *buf, size_t len,
         return ret;
     }
     if (info) {
-        *info = (struct zm_packet_info){
-            .size = (uint32_t)zm_packet_size(&h),
-            .region = h.region,
-            .page_size = 1u << h.page_shift,
-            .pages = h.normal_count + h.zero_count,
-            .zero_pages = h.zero_count,
-            .data_size = h.normal_count << h.page_shift,
-            .payload_size = h.payload_size,
-            .codec = h.codec,
-            .level = h.level,
-            .raw = h.flags & ZM_PKT_RAW,
-        };
+        zm_packet_info_fill(&h, info);
     }
     return 0;
 }

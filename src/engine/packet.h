@@ -23,6 +23,8 @@
 #ifndef ZM_PACKET_H
 #define ZM_PACKET_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -70,6 +72,27 @@ static inline uint64_t zm_packet_size(const struct zm_packet_header *h)
            4ull * ((uint64_t)h->normal_count + h->zero_count) + h->payload_size;
 }
 
+/* Bytes of the header and the index table, the part read first. */
+static inline size_t zm_packet_head_size(const struct zm_packet_header *h)
+{
+    return ZM_PACKET_HEADER_SIZE +
+           4 * ((size_t)h->normal_count + h->zero_count);
+}
+
+/*
+ * The largest packet of at most max_pages pages of page_size bytes: every
+ * page raw, which the store-raw rule and the parser make the bound.
+ */
+static inline size_t zm_packet_max_size(uint32_t max_pages, uint32_t page_size)
+{
+    return ZM_PACKET_HEADER_SIZE + 4 * (size_t)max_pages +
+           (size_t)max_pages * page_size;
+}
+
+/* The public description of the packet h describes, for page_size pages. */
+void zm_packet_info_fill(const struct zm_packet_header *h,
+                         struct zm_packet_info *info);
+
 /*
  * The packet checksum: xxh3-64 of the header's first 32 bytes and the index
  * table (which follows the header), seeded with the xxh3-64 of the
@@ -79,20 +102,43 @@ uint64_t zm_packet_checksum(const void *packet, uint32_t table_entries,
                             uint64_t data_hash);
 
 /*
- * A raw packet's payload can go straight from the stream into the pages,
- * without a copy through a buffer.  zm_decode_raw_begin() checks a RAW
- * packet of len bytes from its first head_len bytes (header and index
- * table, as zm_packet_size() counts them), exactly as zm_decode() would,
- * and fills iov (room for dec's max_pages entries) with where the payload
- * goes: one entry per run of consecutive pages.  The caller reads the
- * payload into iov, then zm_decode_raw_end() checks the checksum over the
- * pages in place and clears the zero pages.  Unlike zm_decode(), the
- * normal pages are written before the check: a packet refused at the end
- * has written the pages its table names, and no others.
+ * Reading a packet from a stream, its header parsed once, in three steps:
+ *
+ *   zm_packet_reader_start()  with the first ZM_PACKET_HEADER_SIZE bytes
+ *                             (fewer if the frame is shorter) of a frame
+ *                             of len bytes: checks the header against len
+ *                             and the decoder; head_size says how much of
+ *                             the packet to have read for the next step;
+ *   zm_packet_reader_table()  with the head read: checks the index table.
+ *                             Returns 1 when the payload is raw and goes
+ *                             straight from the stream into the pages: iov
+ *                             (room for the decoder's max_pages entries)
+ *                             says where; 0 when it is to be read after the
+ *                             head, into the same buffer (always, when iov
+ *                             is NULL);
+ *   zm_packet_reader_end()    with the payload read: verifies the checksum,
+ *                             decodes into place, clears the zero pages.
+ *
+ * zm_decode() is these three over a packet in memory, and refuses a packet
+ * before it writes a page.  Read straight into the pages, a raw payload is
+ * checked in place: a packet refused at the end has written the pages its
+ * table names, and no others.  Each step returns 0 (or 1) or a negative
+ * errno as zm_decode() does, with zm_errmsg() set.
  */
-int zm_decode_raw_begin(zm_decoder *dec, const void *head, size_t head_len,
-                        size_t len, struct iovec *iov, int *iovcnt);
-int zm_decode_raw_end(zm_decoder *dec, const void *head,
-                      struct zm_packet_info *info);
+struct zm_packet_reader {
+    zm_decoder *dec;
+    struct zm_packet_header h;
+    size_t len;       /* the whole packet */
+    size_t head_size; /* header and index table */
+    bool consecutive; /* the normal pages follow each other */
+    bool in_pages;    /* the raw payload was read into the pages */
+};
+
+int zm_packet_reader_start(struct zm_packet_reader *rd, zm_decoder *dec,
+                           const void *header, size_t len);
+int zm_packet_reader_table(struct zm_packet_reader *rd, const void *head,
+                           struct iovec *iov, int *iovcnt);
+int zm_packet_reader_end(struct zm_packet_reader *rd, const void *packet,
+                         struct zm_packet_info *info);
 
 #endif /* ZM_PACKET_H */

@@ -234,65 +234,40 @@ static int read_error(struct dst_channel *ch, int ret)
 }
 
 /*
- * Reads a packet of len bytes whose header is in ch->packet and applies
- * it.  A raw one's payload goes from the stream straight into its pages;
- * any other is read whole and decoded.
+ * Reads one PACKET frame body of len bytes and applies it.  A raw
+ * payload goes from the stream straight into its pages; any other is read
+ * after the head and decoded (engine/packet.h's reader).
  */
-static int read_packet(struct dst_channel *ch, uint32_t len,
-                       struct zm_packet_info *info)
-{
-    struct zm_packet_header h;
-    int ret;
-
-    if (len >= ZM_PACKET_HEADER_SIZE &&
-        zm_packet_parse_header(ch->packet, ZM_PACKET_HEADER_SIZE, &h) == 0 &&
-        h.flags & ZM_PKT_RAW && h.normal_count > 0) {
-        size_t head =
-            ZM_PACKET_HEADER_SIZE + 4 * ((size_t)h.normal_count + h.zero_count);
-        int iovcnt;
-        if (head > len) {
-            head = len; /* zm_decode_raw_begin() says what is wrong */
-        }
-        if ((ret =
-                 zm_conn_read_all(ch->conn, ch->packet + ZM_PACKET_HEADER_SIZE,
-                                  head - ZM_PACKET_HEADER_SIZE)) < 0) {
-            return read_error(ch, ret);
-        }
-        if ((ret = zm_decode_raw_begin(ch->dec, ch->packet, head, len, ch->iov,
-                                       &iovcnt)) < 0) {
-            return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
-        }
-        if ((ret = zm_conn_readv_all(ch->conn, ch->iov, iovcnt)) < 0) {
-            return read_error(ch, ret);
-        }
-        if ((ret = zm_decode_raw_end(ch->dec, ch->packet, info)) < 0) {
-            return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
-        }
-        return 0;
-    }
-    if (len > ZM_PACKET_HEADER_SIZE &&
-        (ret = zm_conn_read_all(ch->conn, ch->packet + ZM_PACKET_HEADER_SIZE,
-                                len - ZM_PACKET_HEADER_SIZE)) < 0) {
-        return read_error(ch, ret);
-    }
-    if ((ret = zm_decode(ch->dec, ch->packet, len, info)) < 0) {
-        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
-    }
-    return 0;
-}
-
-/* Applies one PACKET frame body of len bytes read from conn. */
 static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
 {
+    struct zm_packet_reader rd;
     struct zm_packet_info info;
     size_t first = len < ZM_PACKET_HEADER_SIZE ? len : ZM_PACKET_HEADER_SIZE;
+    int iovcnt = 0;
     int ret = zm_conn_read_all(ch->conn, ch->packet, first);
 
     if (ret < 0) {
         return read_error(ch, ret);
     }
-    if ((ret = read_packet(ch, len, &info)) < 0) {
-        return ret;
+    if ((ret = zm_packet_reader_start(&rd, ch->dec, ch->packet, len)) < 0) {
+        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+    }
+    ret = zm_conn_read_all(ch->conn, ch->packet + first, rd.head_size - first);
+    if (ret < 0) {
+        return read_error(ch, ret);
+    }
+    int raw = zm_packet_reader_table(&rd, ch->packet, ch->iov, &iovcnt);
+    if (raw < 0) {
+        return zm_error(raw, "channel %u: %s", ch->index, zm_errmsg());
+    }
+    ret = raw ? zm_conn_readv_all(ch->conn, ch->iov, iovcnt)
+              : zm_conn_read_all(ch->conn, ch->packet + rd.head_size,
+                                 len - rd.head_size);
+    if (ret < 0) {
+        return read_error(ch, ret);
+    }
+    if ((ret = zm_packet_reader_end(&rd, ch->packet, &info)) < 0) {
+        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
     }
     ch->pages += info.pages;
     pthread_mutex_lock(&dst->stats_lock);
@@ -311,10 +286,14 @@ static int data_frame(zm_dest *dst, struct dst_channel *ch)
     uint32_t type, len;
     int ret = zm_frame_read_header(ch->conn, ch->cap, &type, &len);
 
+    if (ret == -ENODATA) {
+        return zm_error(-ECONNRESET, "channel %u: %s", ch->index,
+                        dst->one_stream ? "the stream ends before the "
+                                          "migration does"
+                                        : "closed before the final round");
+    }
     if (ret < 0) {
-        return zm_error(
-            ret == -ENODATA ? -ECONNRESET : ret, "channel %u: %s", ch->index,
-            ret == -ENODATA ? "closed before the final round" : zm_errmsg());
+        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
     }
     if (type == ZM_FRAME_PACKET) {
         return apply_packet(dst, ch, len);
@@ -440,8 +419,8 @@ static int make_channels(zm_dest *dst)
         if ((ret = zm_decoder_new(&opts, &ch->dec)) < 0) {
             return ret;
         }
-        ch->cap = ZM_PACKET_HEADER_SIZE + 4 * (size_t)dst->hello.max_pages +
-                  (size_t)dst->hello.max_pages * dst->hello.page_size;
+        ch->cap =
+            zm_packet_max_size(dst->hello.max_pages, dst->hello.page_size);
         ch->packet = malloc(ch->cap);
         ch->iov = calloc(dst->hello.max_pages, sizeof(*ch->iov));
         if (!ch->packet || !ch->iov) {
@@ -585,8 +564,6 @@ static int accept_channels(zm_dest *dst)
 static int read_file(zm_dest *dst, uint64_t *pages)
 {
     struct dst_channel *ch = &dst->chans[0];
-    uint32_t type, len;
-    int ret;
 
     ch->conn = dst->main;
     for (;;) {
@@ -594,30 +571,14 @@ static int read_file(zm_dest *dst, uint64_t *pages)
         if (atomic_load(&dst->cancelled)) {
             return -ECANCELED; /* zm_dest_run() gives the reason */
         }
-        ret = zm_frame_read_header(dst->main, ch->cap, &type, &len);
+        int ret = data_frame(dst, ch);
         if (ret < 0) {
-            return zm_error(ret == -ENODATA ? -ECONNRESET : ret,
-                            "file ends before the migration does");
+            return ret;
         }
-        if (type == ZM_FRAME_PACKET) {
-            if ((ret = apply_packet(dst, ch, len)) < 0) {
-                return ret;
-            }
-            continue;
+        if (ret == 1) {
+            *pages = ch->pages;
+            return 0;
         }
-        if (type == ZM_FRAME_SYNC && len == ZM_SYNC_SIZE) {
-            unsigned char body[ZM_SYNC_SIZE];
-            if ((ret = zm_conn_read_all(dst->main, body, len)) < 0) {
-                return zm_error(-ECONNRESET, "torn SYNC");
-            }
-            if (zm_get_le32(body + 4) & ZM_SYNC_FINAL) {
-                *pages = ch->pages;
-                return 0;
-            }
-            continue;
-        }
-        return zm_error(-EPROTO, "unexpected %s frame in the data",
-                        zm_frame_name(type));
     }
 }
 
@@ -661,52 +622,25 @@ static int finish(zm_dest *dst, uint64_t pages)
 /* Compares the source's page hashes (VERIFY) with this side's RAM. */
 static int verify(zm_dest *dst)
 {
-    unsigned char *base[ZM_MAX_REGIONS];
-    size_t size[ZM_MAX_REGIONS];
-    uint64_t pages = 0;
+    struct zm_verify_ram ram = { .n = dst->nregions,
+                                 .page_size = dst->hello.page_size };
+    const char *names[ZM_MAX_REGIONS];
     uint32_t len;
-    int ret;
 
-    for (unsigned i = 0; i < dst->nregions; i++) {
-        base[i] = dst->regions[i].base;
-        size[i] = dst->regions[i].size;
-        pages += size[i] / dst->hello.page_size;
+    for (unsigned i = 0; i < ram.n; i++) {
+        ram.base[i] = dst->regions[i].base;
+        ram.size[i] = dst->regions[i].size;
+        names[i] = dst->regions[i].name;
     }
-    if (pages > ZM_VERIFY_MAX_PAGES) {
-        pages = ZM_VERIFY_MAX_PAGES;
-    }
-    uint64_t *theirs = malloc(pages * sizeof(uint64_t) + 1);
-    uint64_t *ours = malloc(pages * sizeof(uint64_t) + 1);
-    ret = theirs && ours ? 0 : zm_error(-ENOMEM, "out of memory");
+    size_t cap = zm_verify_pages(&ram) * sizeof(uint64_t);
+    void *theirs = malloc(cap + 1);
+    int ret =
+        theirs ? zm_frame_expect(dst->main, ZM_FRAME_VERIFY, theirs, cap, &len)
+               : zm_error(-ENOMEM, "out of memory");
     if (ret == 0) {
-        ret = zm_frame_expect(dst->main, ZM_FRAME_VERIFY, theirs,
-                              pages * sizeof(uint64_t), &len);
-    }
-    if (ret == 0 && len != pages * sizeof(uint64_t)) {
-        ret = zm_error(-EBADMSG, "VERIFY of %u bytes for %llu pages", len,
-                       (unsigned long long)pages);
-    }
-    if (ret == 0) {
-        zm_hash_pages(base, size, dst->nregions, dst->hello.page_size, ours,
-                      pages);
-        uint64_t page = 0;
-        for (unsigned r = 0; r < dst->nregions && ret == 0; r++) {
-            uint64_t n = size[r] / dst->hello.page_size;
-            for (uint64_t i = 0; i < n && page < pages; i++, page++) {
-                if (zm_get_le64(&theirs[page]) != ours[page]) {
-                    ret =
-                        zm_error(-EBADMSG,
-                                 "verify: region '%s' page %llu "
-                                 "(offset 0x%llx) differs from the source",
-                                 dst->regions[r].name, (unsigned long long)i,
-                                 (unsigned long long)i * dst->hello.page_size);
-                    break;
-                }
-            }
-        }
+        ret = zm_verify_compare(&ram, names, theirs, len);
     }
     free(theirs);
-    free(ours);
     return ret;
 }
 

@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/endian_util.h"
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/time.h"
@@ -151,18 +153,66 @@ void zm_stats_add_packet(struct zm_stats *st, const struct zm_packet_info *pi)
 
 /* ---- VERIFY ---- */
 
-uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
-                       unsigned n, uint32_t page_size, uint64_t *out,
-                       uint64_t max)
+uint64_t zm_verify_pages(const struct zm_verify_ram *ram)
 {
+    uint64_t pages = 0;
+
+    for (unsigned r = 0; r < ram->n; r++) {
+        pages += ram->size[r] / ram->page_size;
+    }
+    return pages < ZM_VERIFY_MAX_PAGES ? pages : ZM_VERIFY_MAX_PAGES;
+}
+
+uint64_t *zm_verify_hashes(const struct zm_verify_ram *ram)
+{
+    uint64_t max = zm_verify_pages(ram);
+    uint64_t *out = malloc(max * sizeof(uint64_t) + 1);
     uint64_t count = 0;
 
-    for (unsigned r = 0; r < n; r++) {
-        for (size_t off = 0; off < size[r] && count < max; off += page_size) {
-            out[count++] = zm_hash64(base[r] + off, page_size, 0);
+    if (!out) {
+        zm_error(-ENOMEM, "out of memory for verification");
+        return NULL;
+    }
+    for (unsigned r = 0; r < ram->n; r++) {
+        for (size_t off = 0; off < ram->size[r] && count < max;
+             off += ram->page_size) {
+            uint64_t h = zm_hash64(ram->base[r] + off, ram->page_size, 0);
+            zm_put_le64(&out[count++], h);
         }
     }
-    return count;
+    return out;
+}
+
+int zm_verify_compare(const struct zm_verify_ram *ram, const char *const *names,
+                      const void *theirs, size_t len)
+{
+    uint64_t pages = zm_verify_pages(ram);
+
+    if (len != pages * sizeof(uint64_t)) {
+        return zm_error(-EBADMSG, "VERIFY of %zu bytes for %llu pages", len,
+                        (unsigned long long)pages);
+    }
+    uint64_t *ours = zm_verify_hashes(ram);
+    if (!ours) {
+        return -ENOMEM;
+    }
+    int ret = 0;
+    uint64_t page = 0;
+    for (unsigned r = 0; r < ram->n && ret == 0; r++) {
+        uint64_t n = ram->size[r] / ram->page_size;
+        for (uint64_t i = 0; i < n && page < pages; i++, page++) {
+            if (memcmp((const uint64_t *)theirs + page, &ours[page], 8) != 0) {
+                ret = zm_error(-EBADMSG,
+                               "verify: region '%s' page %llu "
+                               "(offset 0x%llx) differs from the source",
+                               names[r], (unsigned long long)i,
+                               (unsigned long long)i * ram->page_size);
+                break;
+            }
+        }
+    }
+    free(ours);
+    return ret;
 }
 
 /* ---- the first failure of a run ---- */

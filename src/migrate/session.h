@@ -53,13 +53,30 @@ void zm_stats_add_packet(struct zm_stats *st, const struct zm_packet_info *pi);
 
 /* ---- VERIFY ---- */
 
+/* The RAM VERIFY covers: n regions (base[i], size[i]), in layout order. */
+struct zm_verify_ram {
+    unsigned char *base[ZM_MAX_REGIONS];
+    size_t size[ZM_MAX_REGIONS];
+    unsigned n;
+    uint32_t page_size;
+};
+
+/* Pages VERIFY covers: all of them, up to ZM_VERIFY_MAX_PAGES. */
+uint64_t zm_verify_pages(const struct zm_verify_ram *ram);
+
 /*
- * Hashes up to max pages of the n regions (base[i], size[i]) in order into
- * out; returns how many.
+ * VERIFY's body: the xxh3-64 of each page, little endian, for
+ * zm_verify_pages() pages.  malloc'd; NULL with a message when out of
+ * memory.
  */
-uint64_t zm_hash_pages(unsigned char *const *base, const size_t *size,
-                       unsigned n, uint32_t page_size, uint64_t *out,
-                       uint64_t max);
+uint64_t *zm_verify_hashes(const struct zm_verify_ram *ram);
+
+/*
+ * Compares the peer's VERIFY body of len bytes with this side's RAM: 0, or
+ * -EBADMSG naming the first page that differs (or the wrong length).
+ */
+int zm_verify_compare(const struct zm_verify_ram *ram, const char *const *names,
+                      const void *theirs, size_t len);
 
 /* ---- the first failure of a run ---- */
 

@@ -383,28 +383,18 @@ static int write_commit(zm_source *src, uint32_t type, struct iovec *iov,
 /* VERIFY: a hash of every page, for the destination to compare. */
 static int send_verify(zm_source *src)
 {
-    unsigned char *base[ZM_MAX_REGIONS];
-    size_t size[ZM_MAX_REGIONS];
-    uint64_t pages = 0;
+    struct zm_verify_ram ram = { .n = src->pages.count,
+                                 .page_size = src->p.page_size };
 
-    for (unsigned i = 0; i < src->pages.count; i++) {
-        base[i] = src->pages.regions[i].base;
-        size[i] = src->pages.regions[i].size;
-        pages += src->pages.regions[i].pages;
+    for (unsigned i = 0; i < ram.n; i++) {
+        ram.base[i] = src->pages.regions[i].base;
+        ram.size[i] = src->pages.regions[i].size;
     }
-    if (pages > ZM_VERIFY_MAX_PAGES) {
-        pages = ZM_VERIFY_MAX_PAGES;
-    }
-    uint64_t *hashes = malloc(pages * sizeof(uint64_t));
+    uint64_t *hashes = zm_verify_hashes(&ram);
     if (!hashes) {
-        return zm_error(-ENOMEM, "out of memory for verification");
+        return -ENOMEM;
     }
-    pages = zm_hash_pages(base, size, src->pages.count, src->p.page_size,
-                          hashes, pages);
-    for (uint64_t i = 0; i < pages; i++) {
-        zm_put_le64(&hashes[i], hashes[i]);
-    }
-    struct iovec iov = { hashes, pages * sizeof(uint64_t) };
+    struct iovec iov = { hashes, zm_verify_pages(&ram) * sizeof(uint64_t) };
     int ret = write_commit(src, ZM_FRAME_VERIFY, &iov, 1);
     free(hashes);
     return ret;
