@@ -101,10 +101,11 @@ static bool all_zero(const unsigned char *p, size_t len)
 static bool expected_error(int ret)
 {
     switch (ret) {
-    case -EBADMSG:      /* a malformed frame, packet or layout */
+    case -EBADMSG:      /* a malformed frame, packet or layout, or a
+                         * frame larger than its kind allows */
     case -EPROTO:       /* a well-formed one that makes no sense here */
     case -ERANGE:       /* a page outside its region */
-    case -EMSGSIZE:     /* a frame larger than its kind allows */
+    case -EMSGSIZE:     /* a packet of more pages than HELLO allows */
     case -ECONNRESET:   /* the file ends before the migration does */
     case -ECONNREFUSED: /* a REFUSE or FAIL frame where a control one goes */
         return true;

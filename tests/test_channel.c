@@ -47,7 +47,7 @@ static void test_frames(void)
 
     struct iovec big = { buf, 200 };
     CHECK(zm_frame_write(a, ZM_FRAME_PACKET, &big, 1) == 0, "write");
-    CHECK(zm_frame_read_header(b, 100, &type, &len) == -EMSGSIZE,
+    CHECK(zm_frame_read_header(b, 100, &type, &len) == -EBADMSG,
           "over the limit");
 
     /* A refusal carries the peer's reason, made printable. */

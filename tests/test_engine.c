@@ -281,7 +281,7 @@ static void test_bad_options(void)
     CHECK(zm_encoder_new(&opts, &enc) == -EINVAL, "threshold 101");
     opts.raw_threshold = 0;
     opts.codec = 77;
-    CHECK(zm_encoder_new(&opts, &enc) == -ENOENT, "codec 77");
+    CHECK(zm_encoder_new(&opts, &enc) == -EINVAL, "codec 77");
 
     /* An older caller's smaller struct still works, with defaults. */
     opts.codec = ZM_CODEC_NONE;

@@ -47,7 +47,7 @@ int zm_frame_write(zm_conn *conn, uint32_t type, const struct iovec *iov,
         all[i + 1] = iov[i];
     }
     if (length > UINT32_MAX) {
-        return zm_error(-EMSGSIZE, "frame: %llu-byte body",
+        return zm_error(-EINVAL, "frame: %llu-byte body",
                         (unsigned long long)length);
     }
     zm_put_le32(header, type);
@@ -75,7 +75,7 @@ int zm_frame_read_header(zm_conn *conn, size_t max, uint32_t *type,
     *type = zm_get_le32(header);
     *length = zm_get_le32(header + 4);
     if (*length > max) {
-        return zm_error(-EMSGSIZE, "%s frame of %u bytes, the limit is %zu",
+        return zm_error(-EBADMSG, "%s frame of %u bytes, the limit is %zu",
                         zm_frame_name(*type), *length, max);
     }
     return 0;

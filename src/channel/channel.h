@@ -41,7 +41,7 @@ int zm_frame_write(zm_conn *conn, uint32_t type, const struct iovec *iov,
 
 /*
  * Reads a frame header.  Returns 0, -ENODATA at a clean end of stream, or
- * a negative errno; -EMSGSIZE (message set) when length exceeds max.
+ * a negative errno; -EBADMSG (message set) when length exceeds max.
  */
 int zm_frame_read_header(zm_conn *conn, size_t max, uint32_t *type,
                          uint32_t *length);

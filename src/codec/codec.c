@@ -73,7 +73,7 @@ ZM_API int zm_codec_by_name(const char *name)
             return id;
         }
     }
-    return zm_error(-ENOENT,
+    return zm_error(-EINVAL,
                     "unknown codec '%s' (none, lz4, zstd, zlib, deflate)",
                     name ? name : "(null)");
 }
@@ -88,7 +88,7 @@ ZM_API int zm_codec_levels(int codec, int *min, int *max, int *def)
                             "codec '%s' is not included in this build",
                             zm_codec_name(codec));
         }
-        return zm_error(-ENOENT, "unknown codec id %d", codec);
+        return zm_error(-EINVAL, "unknown codec id %d", codec);
     }
     if (min) {
         *min = ops->min_level;

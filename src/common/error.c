@@ -48,13 +48,21 @@ ZM_API const char *zm_strerror(int err)
     case ERANGE:
         return "value out of range (ERANGE)";
     case EMSGSIZE:
-        return "too many pages in one packet (EMSGSIZE)";
+        return "more pages in a packet than accepted (EMSGSIZE)";
+    case EOVERFLOW:
+        return "device state larger than ZM_MAX_DEVICE_STATE (EOVERFLOW)";
+    case ENOSPC:
+        return "more regions than ZM_MAX_REGIONS (ENOSPC)";
+    case EEXIST:
+        return "region registered twice (EEXIST)";
+    case ECONNREFUSED:
+        return "the peer refused or failed the migration (ECONNREFUSED)";
+    case ENOTCONN:
+        return "no answer after the switchover (ENOTCONN)";
     case ENOBUFS:
         return "output buffer too small (ENOBUFS)";
     case EOPNOTSUPP:
         return "not supported by this build (EOPNOTSUPP)";
-    case ENOENT:
-        return "no such codec (ENOENT)";
     case EINVAL:
         return "invalid argument (EINVAL)";
     case ENOMEM:

@@ -133,7 +133,8 @@ ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
                           void **base, size_t *size)
 {
     if (i >= dst->nregions) {
-        return zm_error(-ENOENT, "no region %u", i);
+        return zm_error(-ERANGE, "no region %u, the layout has %u", i,
+                        dst->nregions);
     }
     if (name) {
         *name = dst->regions[i].name;

@@ -268,7 +268,8 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
 
     if (getrandom(hello.session, sizeof(hello.session), 0) !=
         (ssize_t)sizeof(hello.session)) {
-        return zm_error(-EIO, "no random bytes for the session id");
+        return zm_error(-errno, "no random bytes for the session id: %s",
+                        strerror(errno));
     }
     if ((ret = open_channel(src, uri, &hello, 0, &src->main)) < 0) {
         return ret;
@@ -415,7 +416,7 @@ static int send_device_state(zm_source *src)
                                           ZM_MAX_DEVICE_STATE);
         if (state_len < 0 || state_len > (ssize_t)ZM_MAX_DEVICE_STATE) {
             free(state);
-            return zm_error(state_len < 0 ? (int)state_len : -EMSGSIZE,
+            return zm_error(state_len < 0 ? (int)state_len : -EOVERFLOW,
                             "the embedder could not save the device state");
         }
     }
