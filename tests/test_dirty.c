@@ -6,7 +6,9 @@
  * other-thread writes included), once; huge pages and page sizes above the
  * system's map to the right bits; and a pre-copy migration of memory that
  * two threads keep writing ends with a byte-identical copy.  Then the
- * argument checks.  Skips (77) only when no tracker is usable.
+ * argument checks, and the embedder's log as a tracker (a fake log: zeroed
+ * bitmaps, ORed bits, pages past a range dropped, its errors returned).
+ * Skips (77) only when no kernel tracker is usable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -878,6 +880,238 @@ static void test_errors(void)
     munmap(p, 4 * MiB);
 }
 
+/*
+ * The embedder's log as a tracker.  The log checks that it is handed a
+ * zeroed bitmap (after a call that set every bit of it), sets the bits
+ * it is told to, and records how it was called.
+ */
+struct fake_log {
+    size_t words[3]; /* of each range's bitmap */
+    unsigned calls;
+    unsigned last_r;
+    void *last_opaque;
+    bool dirty_handed; /* a call got a bitmap with a bit already set */
+    bool fill;         /* the next call sets every bit of the bitmap */
+    const size_t *set; /* else these bits */
+    size_t nset;
+    int fail; /* returned, after setting the bits, when negative */
+};
+
+static int fake_log_fn(void *opaque, unsigned r, uint64_t *bitmap)
+{
+    struct fake_log *f = opaque;
+
+    f->calls++;
+    f->last_r = r;
+    f->last_opaque = opaque;
+    if (r > 2) {
+        return -ERANGE;
+    }
+    for (size_t w = 0; w < f->words[r]; w++) {
+        f->dirty_handed |= bitmap[w] != 0;
+    }
+    if (f->fill) {
+        memset(bitmap, 0xff, f->words[r] * sizeof(uint64_t));
+    }
+    for (size_t i = 0; !f->fill && i < f->nset; i++) {
+        set_bit(bitmap, f->set[i]);
+    }
+    return f->fail;
+}
+
+static void test_embedder(void)
+{
+    /*
+     * Range 0: 100 pages (2 words); range 1: 200 pages (4 words); range
+     * 2: 64 pages (1 word), the last but not the largest (the scratch
+     * bitmap must fit range 1: ASan sees it when it does not).
+     */
+    unsigned char *map = map_anon(400 * pg);
+    struct zm_dirty_range rg[3] = {
+        { map, 100 * pg },
+        { map + 110 * pg, 200 * pg },
+        { map + 320 * pg, 64 * pg },
+    };
+    struct fake_log f = { .words = { 2, 4, 1 } };
+    zm_dirty *d = (zm_dirty *)&f;
+
+    CHECK(zm_dirty_probe(ZM_DIRTY_EMBEDDER) == 0, "embedder: probe");
+    CHECK(strcmp(zm_dirty_kind_name(ZM_DIRTY_EMBEDDER), "embedder") == 0,
+          "embedder: name '%s'", zm_dirty_kind_name(ZM_DIRTY_EMBEDDER));
+
+    int ret = zm_dirty_new_embedder(NULL, &f, rg, 3, pg, &d);
+    CHECK(ret == -EINVAL && d == NULL && strlen(zm_errmsg()) > 0,
+          "embedder: NULL log: %d", ret);
+    /* The ranges are checked as for the kernel's trackers. */
+    struct zm_dirty_range bad = { map + 1, pg };
+    d = (zm_dirty *)&f;
+    ret = zm_dirty_new_embedder(fake_log_fn, &f, &bad, 1, pg, &d);
+    CHECK(ret == -EINVAL && d == NULL, "embedder: unaligned range: %d", ret);
+    CHECK(f.calls == 0, "embedder: log called %u times by new", f.calls);
+
+    ret = zm_dirty_new_embedder(fake_log_fn, &f, rg, 3, pg, &d);
+    CHECK(ret == 0 && d != NULL, "embedder: new: %d %s", ret, zm_errmsg());
+    if (ret != 0) {
+        munmap(map, 400 * pg);
+        return;
+    }
+    CHECK(zm_dirty_kind_of(d) == ZM_DIRTY_EMBEDDER, "embedder: kind_of %d",
+          (int)zm_dirty_kind_of(d));
+    CHECK(!zm_dirty_needs_quiesce(d), "embedder: needs_quiesce");
+    CHECK(f.calls == 0, "embedder: log called %u times by new", f.calls);
+
+    /* The bitmaps end on guard pages: a word too many faults. */
+    struct t_guarded g0 = t_guarded_alloc(2 * sizeof(uint64_t));
+    struct t_guarded g1 = t_guarded_alloc(4 * sizeof(uint64_t));
+    uint64_t *b0 = (uint64_t *)g0.data, *b1 = (uint64_t *)g1.data;
+    memset(b0, 0, 2 * sizeof(uint64_t));
+    memset(b1, 0, 4 * sizeof(uint64_t));
+
+    /*
+     * Range 1, the log sets all 256 bits of its 4 words (the canary for
+     * the next call): the 200 of the range are reported, 200..255
+     * dropped; the log saw range 1 and its opaque.
+     */
+    f.fill = true;
+    ssize_t n = zm_dirty_collect(d, 1, b1);
+    CHECK(n == 200, "embedder: all of range 1: %zd", n);
+    CHECK(b1[0] == ~0ull && b1[1] == ~0ull && b1[2] == ~0ull && b1[3] == 0xff,
+          "embedder: range 1 bits %llx %llx %llx %llx",
+          (unsigned long long)b1[0], (unsigned long long)b1[1],
+          (unsigned long long)b1[2], (unsigned long long)b1[3]);
+    CHECK(f.calls == 1 && f.last_r == 1 && f.last_opaque == &f,
+          "embedder: log called %u times, last for range %u, opaque %p",
+          f.calls, f.last_r, f.last_opaque);
+    f.fill = false;
+
+    /*
+     * Again, the log sets 5 and 70: it must get a zeroed bitmap, and
+     * both bits are already set in the caller's: 0 newly set.
+     */
+    const size_t again[] = { 5, 70 };
+    f.set = again;
+    f.nset = 2;
+    n = zm_dirty_collect(d, 1, b1);
+    CHECK(!f.dirty_handed, "embedder: the log got the last call's bits");
+    CHECK(n == 0, "embedder: %zd bits newly set, all were set", n);
+    CHECK(popcount(b1, 4) == 200, "embedder: %zu bits after OR",
+          popcount(b1, 4));
+
+    /* Only bit 5 set in the caller's; the log sets 5, 70 and 199: 2 new. */
+    const size_t three[] = { 5, 70, 199 };
+    memset(b1, 0, 4 * sizeof(uint64_t));
+    set_bit(b1, 5);
+    f.set = three;
+    f.nset = 3;
+    n = zm_dirty_collect(d, 1, b1);
+    CHECK(n == 2, "embedder: %zd newly set, want 2 (5 was set)", n);
+    CHECK(popcount(b1, 4) == 3 && test_bit(b1, 5) && test_bit(b1, 70) &&
+              test_bit(b1, 199),
+          "embedder: range 1 holds %zu bits", popcount(b1, 4));
+    CHECK(!f.dirty_handed, "embedder: the log got a used bitmap");
+
+    /*
+     * Range 0 (100 pages) after range 1 filled the scratch: the log gets
+     * its 2 words zeroed and sets 0, 99, 100 and 127; 100 and 127 lie
+     * past the last page and are dropped.  The caller's 50 stays.
+     */
+    const size_t edges[] = { 0, 99, 100, 127 };
+    set_bit(b0, 50);
+    f.fill = true;
+    zm_dirty_collect(d, 1, b1); /* the scratch all ones again */
+    f.fill = false;
+    f.set = edges;
+    f.nset = 4;
+    n = zm_dirty_collect(d, 0, b0);
+    CHECK(!f.dirty_handed, "embedder: range 0 got a used bitmap");
+    CHECK(f.last_r == 0 && f.last_opaque == &f,
+          "embedder: last call for range %u", f.last_r);
+    CHECK(n == 2, "embedder: range 0: %zd newly set, want 2", n);
+    CHECK(b0[0] == (1ull | 1ull << 50) && b0[1] == 1ull << (99 - 64),
+          "embedder: range 0 bits %llx %llx", (unsigned long long)b0[0],
+          (unsigned long long)b0[1]);
+
+    /* A failing log: its error comes back, whatever it set. */
+    unsigned calls = f.calls;
+    f.fail = -EIO;
+    n = zm_dirty_collect(d, 0, b0);
+    CHECK(n == -EIO, "embedder: failing log: %zd", n);
+    f.fail = -ENOMEM;
+    n = zm_dirty_collect(d, 1, b1);
+    CHECK(n == -ENOMEM, "embedder: failing log, range 1: %zd", n);
+    CHECK(f.calls == calls + 2, "embedder: %u calls for 2 collects",
+          f.calls - calls);
+    f.fail = 0;
+
+    /*
+     * Range 2, 64 pages, a whole word: the failed call above left bits
+     * 0 and 99 in the scratch; the log gets a zeroed word, sets 0 and
+     * 63, and both are kept.
+     */
+    struct t_guarded g2 = t_guarded_alloc(sizeof(uint64_t));
+    uint64_t *b2 = (uint64_t *)g2.data;
+    const size_t ends[] = { 0, 63 };
+    *b2 = 0;
+    f.set = ends;
+    f.nset = 2;
+    n = zm_dirty_collect(d, 2, b2);
+    CHECK(!f.dirty_handed, "embedder: range 2 got a used bitmap");
+    CHECK(n == 2 && *b2 == (1ull | 1ull << 63) && f.last_r == 2,
+          "embedder: range 2: %zd, %llx, last range %u", n,
+          (unsigned long long)*b2, f.last_r);
+    t_guarded_free(&g2);
+
+    /* No range 3: -EINVAL, and the log is not asked. */
+    calls = f.calls;
+    n = zm_dirty_collect(d, 3, b1);
+    CHECK(n == -EINVAL && f.calls == calls,
+          "embedder: collect(range 3 of 3): %zd, %u calls", n, f.calls - calls);
+
+    /* Still working after the failures. */
+    const size_t one[] = { 42 };
+    memset(b0, 0, 2 * sizeof(uint64_t));
+    f.set = one;
+    f.nset = 1;
+    n = zm_dirty_collect(d, 0, b0);
+    CHECK(n == 1 && b0[0] == 1ull << 42 && b0[1] == 0,
+          "embedder: after failures: %zd", n);
+
+    zm_dirty_free(d);
+    t_guarded_free(&g0);
+    t_guarded_free(&g1);
+
+    /*
+     * A second tracker with its own opaque, over one range of 25 pages of
+     * 4 system pages (one word): the log sets 24 and 63, 63 is dropped.
+     * The first tracker's log is not called.
+     */
+    struct fake_log f2 = { .words = { 1, 0 } };
+    const size_t last[] = { 24, 63 };
+    const size_t big_pg = 4 * pg;
+    struct zm_dirty_range big = {
+        (void *)(((uintptr_t)map + big_pg - 1) & ~(uintptr_t)(big_pg - 1)),
+        25 * big_pg, /* at most 103 of the 320 pages mapped */
+    };
+    f2.set = last;
+    f2.nset = 2;
+    calls = f.calls;
+    ret = zm_dirty_new_embedder(fake_log_fn, &f2, &big, 1, big_pg, &d);
+    CHECK(ret == 0, "embedder: page_size %zu: %s", big_pg, zm_errmsg());
+    if (ret == 0) {
+        uint64_t b = 0;
+        n = zm_dirty_collect(d, 0, &b);
+        CHECK(n == 1 && b == 1ull << 24, "embedder: 25 pages of %zu: %zd, %llx",
+              big_pg, n, (unsigned long long)b);
+        CHECK(f2.calls == 1 && f2.last_opaque == &f2 && f2.last_r == 0 &&
+                  f.calls == calls,
+              "embedder: second tracker: %u calls, opaque %p, first log %u",
+              f2.calls, f2.last_opaque, f.calls - calls);
+        zm_dirty_free(d);
+    }
+    munmap(map, 400 * pg);
+    printf("  embedder: ok\n");
+}
+
 /* The bitmap helper every provider reports through. */
 static void test_bits(void)
 {
@@ -932,6 +1166,7 @@ int main(void)
     printf("auto: %s\n", ret == 0 ? "available" : zm_errmsg());
     test_errors();
     test_bits();
+    test_embedder(); /* needs no kernel support: always runs */
 
     if (tested == 0 && t_failures == 0) {
         printf("no dirty tracker usable here: skipped\n");

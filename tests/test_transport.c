@@ -4,7 +4,9 @@
  * Large multi-buffer writes arrive whole through short writes; a clean end
  * of stream and one in mid-message are told apart; accept times out;
  * shutdown wakes a blocked reader; a connect the peer does not answer
- * ends on its abort flag, with nothing left behind.
+ * ends on its abort flag, with nothing left behind.  A file is one stream,
+ * one way, with no peer to speak; a socket is neither; shutdown_read ends
+ * a blocked read and leaves writes to go.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,6 +14,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "test_util.h"
 #include "channel/transport.h"
@@ -186,6 +189,131 @@ static void test_file(void)
 }
 
 /*
+ * What each transport says it is: a file is one stream, one way, with no
+ * peer to speak; a socket is neither, and its peer speaks by writing.
+ */
+static void test_caps(void)
+{
+    char dir[] = "/tmp/zm-test-transport-caps-XXXXXX";
+    char text[128], path[96];
+    const unsigned file_caps = ZM_CONN_ONE_STREAM | ZM_CONN_ONE_WAY;
+    struct zm_uri uri;
+    zm_conn *conn;
+
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
+    snprintf(path, sizeof(path), "%s/stream.zm", dir);
+    snprintf(text, sizeof(text), "file:%s", path);
+    CHECK(zm_uri_parse(text, &uri) == 0, "file uri: %s", zm_errmsg());
+    CHECK(zm_conn_connect(&uri, NULL, &conn) == 0, "create: %s", zm_errmsg());
+    CHECK(zm_conn_caps(conn) == file_caps, "file: connect: caps %#x",
+          zm_conn_caps(conn));
+    CHECK(!zm_conn_peer_spoke(conn), "file: connect: the peer spoke");
+    struct iovec iov = { "saved stream", 12 };
+    CHECK(zm_conn_write_all(conn, &iov, 1) == 0, "file: write");
+    /* Reads of a file never block: nothing to shut, writes still go. */
+    zm_conn_shutdown_read(conn);
+    CHECK(zm_conn_write_all(conn, &iov, 1) == 0,
+          "file: write after shutdown_read");
+    CHECK(!zm_conn_peer_spoke(conn), "file: the peer spoke after writes");
+    zm_conn_close(conn);
+
+    /* Read back: the data waiting to be read is no peer speaking. */
+    char back[24];
+    CHECK(zm_conn_open_file(&uri, &conn) == 0, "open: %s", zm_errmsg());
+    CHECK(zm_conn_caps(conn) == file_caps, "file: open: caps %#x",
+          zm_conn_caps(conn));
+    CHECK(!zm_conn_peer_spoke(conn), "file: open: the peer spoke");
+    CHECK(zm_conn_read_all(conn, back, sizeof(back)) == 0 &&
+              memcmp(back, "saved streamsaved stream", 24) == 0,
+          "file: read back");
+    CHECK(!zm_conn_peer_spoke(conn), "file: at its end: the peer spoke");
+    zm_conn_close(conn);
+    unlink(path);
+    rmdir(dir);
+
+    /* A socketpair: no caps; peer_spoke once the other end writes. */
+    int sv[2];
+    zm_conn *a, *b;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+          "socketpair: %s", strerror(errno));
+    CHECK(zm_conn_from_fd(sv[0], &a) == 0 && zm_conn_from_fd(sv[1], &b) == 0,
+          "from_fd: %s", zm_errmsg());
+    CHECK(zm_conn_caps(a) == 0 && zm_conn_caps(b) == 0, "socket caps %#x %#x",
+          zm_conn_caps(a), zm_conn_caps(b));
+    CHECK(!zm_conn_peer_spoke(a), "socket: peer spoke before writing");
+    struct iovec one = { "x", 1 };
+    CHECK(zm_conn_write_all(b, &one, 1) == 0, "socket: write");
+    CHECK(zm_conn_peer_spoke(a), "socket: peer wrote, peer_spoke false");
+    CHECK(zm_conn_read_all(a, back, 1) == 0 && back[0] == 'x', "socket: read");
+    CHECK(!zm_conn_peer_spoke(a), "socket: peer_spoke after reading all");
+    zm_conn_close(b);
+    CHECK(zm_conn_peer_spoke(a), "socket: peer hung up, peer_spoke false");
+    zm_conn_close(a);
+    printf("caps: ok\n");
+}
+
+struct read_arg {
+    zm_conn *conn;
+    int ret;
+};
+
+static void *read_one(void *arg)
+{
+    struct read_arg *r = arg;
+    unsigned char byte;
+
+    r->ret = zm_conn_read_all(r->conn, &byte, 1);
+    return NULL;
+}
+
+/*
+ * shutdown_read ends a blocked read (and later ones) with the end of the
+ * stream or an error, and leaves writes to go: the destination's last word
+ * after it stops listening.
+ */
+static void test_shutdown_read(void)
+{
+    int sv[2];
+    zm_conn *a, *b;
+    pthread_t thread;
+    struct read_arg r = { NULL, 1 };
+
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+          "socketpair: %s", strerror(errno));
+    CHECK(zm_conn_from_fd(sv[0], &a) == 0 && zm_conn_from_fd(sv[1], &b) == 0,
+          "from_fd: %s", zm_errmsg());
+    r.conn = a;
+    pthread_create(&thread, NULL, read_one, &r);
+    usleep(50 * 1000); /* most likely blocked by now; either way works */
+    zm_conn_shutdown_read(a);
+
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    if (pthread_timedjoin_np(thread, NULL, &until) != 0) {
+        CHECK(false, "shutdown_read did not end a blocked read");
+        zm_conn_shutdown(a); /* let it go */
+        pthread_join(thread, NULL);
+    }
+    CHECK(r.ret == -ENODATA || (r.ret < 0 && r.ret != -ECONNRESET),
+          "blocked read after shutdown_read: %d", r.ret);
+    unsigned char byte;
+    int ret = zm_conn_read_all(a, &byte, 1);
+    CHECK(ret == -ENODATA || (ret < 0 && ret != -ECONNRESET),
+          "later read after shutdown_read: %d", ret);
+
+    /* Writes still go, and arrive. */
+    char got[9] = { 0 };
+    struct iovec iov = { "last word", 9 };
+    CHECK(zm_conn_write_all(a, &iov, 1) == 0, "write after shutdown_read");
+    CHECK(zm_conn_read_all(b, got, 9) == 0 && memcmp(got, "last word", 9) == 0,
+          "the write after shutdown_read: '%.9s'", got);
+    zm_conn_close(a);
+    zm_conn_close(b);
+    printf("shutdown_read: %d\n", r.ret);
+}
+
+/*
  * A listener whose accept queue is full drops new SYNs, so a connect to it
  * hangs: the abort flag must end it with -ECANCELED and no connection.
  */
@@ -251,5 +379,7 @@ int main(void)
     test_shutdown();
     test_connect_abort();
     test_file();
+    test_caps();
+    test_shutdown_read();
     return t_exit();
 }
