@@ -716,7 +716,7 @@ static int encode_pass(struct bench *b, int path, unsigned flags)
 {
     const struct dataset *ds = b->ds;
     unsigned char *area = b->pkt_area[path];
-    struct zm_packet_info info;
+    struct zm_packet_info info = { .sizeof_info = sizeof(info) };
     size_t pos = 0;
 
     for (size_t i = 0; i < ds->nbatches; i++) {

@@ -247,10 +247,12 @@ static int cmd_recv(struct options *o)
 {
     const char *uri = o->listen ? o->listen : o->from;
     struct device_state ds = { 0 };
-    struct zm_dest_hooks hooks = { .opaque = &ds, .load_state = load_state };
+    struct zm_dest_hooks hooks = { .sizeof_hooks = sizeof(hooks),
+                                   .opaque = &ds,
+                                   .load_state = load_state };
     struct zm_progress pr = { 0 };
     zm_dest *dst;
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
 
     if (!uri || (o->listen && o->from)) {
         zm_usage_error("recv needs --listen URI or --from file:PATH%s", "");
@@ -310,12 +312,13 @@ static int run_send(struct options *o, struct zm_stats *out, bool print)
     zm_source *src;
     struct vcpu_state vs;
     struct zm_progress pr = { 0 };
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
 
     if (!o->to) {
         zm_usage_error("send needs --to URI%s", "");
     }
-    struct zm_source_hooks hooks = { .opaque = &vs,
+    struct zm_source_hooks hooks = { .sizeof_hooks = sizeof(hooks),
+                                     .opaque = &vs,
                                      .stop = hook_stop,
                                      .resume = hook_resume,
                                      .save_state = save_state };
@@ -390,9 +393,10 @@ static int run_pair(struct options *o, struct zm_stats *send_st,
         close(result[0]);
         zm_dest *dst;
         struct device_state ds = { 0 };
-        struct zm_dest_hooks hooks = { .opaque = &ds,
+        struct zm_dest_hooks hooks = { .sizeof_hooks = sizeof(hooks),
+                                       .opaque = &ds,
                                        .load_state = load_state };
-        struct zm_stats st = { 0 };
+        struct zm_stats st = { .sizeof_stats = sizeof(st) };
         if (zm_dest_new(NULL, &hooks, &dst) < 0 ||
             zm_dest_listen(dst, uri) < 0) {
             fprintf(stderr, "zmigrate: recv: %s\n", zm_errmsg());
@@ -434,7 +438,8 @@ static int run_pair(struct options *o, struct zm_stats *send_st,
 static int cmd_demo(struct options *o)
 {
     char ram[ZM_FORMAT_MAX], rate[ZM_FORMAT_MAX];
-    struct zm_stats send_st, recv_st;
+    struct zm_stats send_st = { .sizeof_stats = sizeof(send_st) };
+    struct zm_stats recv_st = { .sizeof_stats = sizeof(recv_st) };
 
     zm_format_bytes(ram, sizeof(ram), o->guest.ram);
     zm_format_rate(rate, sizeof(rate), (double)o->guest.dirty_rate);
@@ -483,7 +488,8 @@ static int cmd_bench(struct options *o, const char *chart)
         data = fopen(data_path, "w");
     }
     for (unsigned m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
-        struct zm_stats s, r;
+        struct zm_stats s = { .sizeof_stats = sizeof(s) };
+        struct zm_stats r = { .sizeof_stats = sizeof(r) };
         if (!zm_codec_available(methods[m])) {
             continue;
         }

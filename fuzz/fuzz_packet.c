@@ -298,7 +298,7 @@ static void check_scatter(const uint8_t *data, size_t size, int ret,
 {
     struct zm_packet_reader rd;
     struct iovec iov[MAX_PAGES];
-    struct zm_packet_info got;
+    struct zm_packet_info got = { .sizeof_info = sizeof(got) };
     int iovcnt = 0;
 
     if (zm_packet_reader_start(&rd, dec, data, size) < 0 ||
@@ -327,7 +327,9 @@ static void check_scatter(const uint8_t *data, size_t size, int ret,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct zm_packet_info peek = { 0 }, head = { 0 }, got = { 0 };
+    struct zm_packet_info peek = { .sizeof_info = sizeof(peek) };
+    struct zm_packet_info head = { .sizeof_info = sizeof(head) };
+    struct zm_packet_info got = { .sizeof_info = sizeof(got) };
     struct named named;
 
     if (!dec) {

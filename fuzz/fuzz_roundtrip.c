@@ -156,7 +156,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                rt_bound(&p));
 
     unsigned flags = p.stable ? ZM_ENCODE_STABLE : 0;
-    struct zm_packet_info info = { 0 }, info2 = { 0 };
+    struct zm_packet_info info = { .sizeof_info = sizeof(info) };
+    struct zm_packet_info info2 = { .sizeof_info = sizeof(info2) };
     ssize_t n =
         zm_encode(enc, p.region, refs, p.count, flags, out, p.cap, &info);
     ssize_t n2 =
@@ -200,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    info.payload_size, info.data_size, threshold);
     }
 
-    struct zm_packet_info peek = { 0 };
+    struct zm_packet_info peek = { .sizeof_info = sizeof(peek) };
     ret = zm_packet_peek(out, (size_t)n, &peek);
     FUZZ_CHECK(ret == 0, "peek: %d (%s)", ret, zm_errmsg());
     FUZZ_CHECK(same_info(&info, &peek), "peek and encode disagree");
@@ -220,7 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(ret == 0, "zm_decoder_new: %s", zm_errmsg());
     int fill = p.dest_zero ? 0 : CANARY;
     memset(dest, fill, region_size);
-    struct zm_packet_info got = { 0 };
+    struct zm_packet_info got = { .sizeof_info = sizeof(got) };
     ret = zm_decode(dec, out, (size_t)n, &got);
     FUZZ_CHECK(ret == 0, "zm_decode: %d (%s)", ret, zm_errmsg());
     FUZZ_CHECK(same_info(&peek, &got), "decode and peek disagree");

@@ -150,7 +150,8 @@ static uint64_t layout_total(const uint8_t *data, size_t size)
 static struct outcome run(bool registered, bool verify, zm_dest **out)
 {
     struct zm_params params;
-    struct zm_dest_hooks hooks = { .load_state = load_state };
+    struct zm_dest_hooks hooks = { .sizeof_hooks = sizeof(hooks),
+                                   .load_state = load_state };
     struct outcome o;
     zm_dest *dst;
 
@@ -170,6 +171,7 @@ static struct outcome run(bool registered, bool verify, zm_dest **out)
     snprintf(before, sizeof(before), "%s", zm_errmsg());
     o.ret = zm_dest_run(dst);
     o.load_calls = load_calls;
+    o.st.sizeof_stats = sizeof(o.st);
     zm_dest_stats(dst, &o.st);
     FUZZ_CHECK(o.ret == 0 || expected_error(o.ret), "returned %d (%s): %s",
                o.ret, strerror(-o.ret), zm_errmsg());
@@ -195,8 +197,7 @@ static bool same_counts(const struct zm_stats *a, const struct zm_stats *b)
            a->normal == b->normal && a->duplicate == b->duplicate &&
            a->normal_bytes == b->normal_bytes &&
            a->iterations == b->iterations &&
-           memcmp(a->payload_bytes, b->payload_bytes,
-                  sizeof(a->payload_bytes)) == 0;
+           a->payload_bytes == b->payload_bytes && a->raw_bytes == b->raw_bytes;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -539,7 +539,8 @@ static void stream_seed(const char *name, int codec, unsigned channels,
         __attribute__((aligned(4096)));
     static unsigned char file[MAX_SEED + 1];
     struct stream_source s = { ram, rom, rom_first ? 1 : 0, 0 };
-    struct zm_source_hooks hooks = { .opaque = &s,
+    struct zm_source_hooks hooks = { .sizeof_hooks = sizeof(hooks),
+                                     .opaque = &s,
                                      .save_state = stream_save_state,
                                      .dirty_log = stream_dirty_log };
     struct zm_params p;

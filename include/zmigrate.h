@@ -15,8 +15,37 @@
  *   - An object is not safe to use from several threads at once; different
  *     threads may use different objects concurrently.  Use one encoder and
  *     one decoder per thread.
- *   - Option structs begin with their own size so that fields can be added
- *     without breaking callers compiled against an older header.
+ *   - Every struct passed to or filled by the library begins with its own
+ *     size (sizeof_options, sizeof_params, sizeof_hooks, sizeof_stats,
+ *     sizeof_round, sizeof_info): set it to sizeof() before the call.  The
+ *     library reads and writes no further, so fields can be added at the
+ *     end without breaking callers compiled against an older header.  A
+ *     size smaller than the size member itself is -EINVAL.
+ *
+ * Error codes, each with one meaning (zm_strerror() names them so):
+ *   -EINVAL        an invalid argument or option, an unknown codec included
+ *   -ERANGE        a value outside its range: a level, a region or a page
+ *   -EOPNOTSUPP    not available here: a codec not built, a kernel feature
+ *   -ENOMEM        out of memory
+ *   -ENOBUFS       an output buffer too small
+ *   -ENOSPC        more regions than ZM_MAX_REGIONS
+ *   -EEXIST        a region name registered twice
+ *   -EBADMSG       malformed or corrupt data from the peer or a file
+ *   -EPROTO        the two sides disagree (version, flags, codec, page
+ *                  size, layout) or the peer broke the protocol
+ *   -EMSGSIZE      a packet with more pages than the decoder accepts
+ *   -EOVERFLOW     the embedder's device state exceeds ZM_MAX_DEVICE_STATE
+ *   -EIO           a codec library or a kernel interface failed
+ *   -EAGAIN        a thread could not be started
+ *   -ECANCELED     cancelled (zm_source_cancel(), zm_dest_cancel())
+ *   -ECONNREFUSED  the peer refused or failed the migration: its reason is
+ *                  in zm_errmsg()
+ *   -ECONNRESET    the connection (or file) ended before the migration did
+ *   -ETIMEDOUT     the data channels did not all connect in time
+ *   -ENOTCONN      source only: the switchover went out and no answer came
+ *                  (ZM_STATUS_UNCONFIRMED)
+ *   others         from the system, for a file or socket (ENOENT: no such
+ *                  file), as strerror() names them
  */
 #ifndef ZMIGRATE_H
 #define ZMIGRATE_H
@@ -41,12 +70,12 @@ extern "C" {
 #define ZM_VERSION_PATCH 0
 #define ZM_VERSION_STRING "0.1.0"
 
-/* The library's version string, e.g. "0.1.0". */
+/* The library's version string, e.g. "0.1.0".  Thread safe. */
 ZM_API const char *zm_version(void);
 
 /*
  * The name of a negative error code returned by this library, e.g.
- * "corrupt packet (EBADMSG)".  Never returns NULL.
+ * "malformed or corrupt data (EBADMSG)".  Never returns NULL; thread safe.
  */
 ZM_API const char *zm_strerror(int err);
 
@@ -80,8 +109,9 @@ enum zm_codec {
 
 /*
  * The codec called name ("none", "lz4", "zstd", "zlib", "deflate").
- * Returns its id, -ENOENT for an unknown name, or -EOPNOTSUPP for a codec
- * this build of the library does not include.
+ * Returns its id, -EINVAL for an unknown name (or NULL), or -EOPNOTSUPP for
+ * a codec this build of the library does not include.  Thread safe, as
+ * every codec query below.
  */
 ZM_API int zm_codec_by_name(const char *name);
 
@@ -93,7 +123,7 @@ ZM_API bool zm_codec_available(int codec);
 
 /*
  * The codec's range of levels and its default level (any pointer may be
- * NULL).  Returns 0, or -ENOENT / -EOPNOTSUPP as zm_codec_by_name().
+ * NULL).  Returns 0, or -EINVAL / -EOPNOTSUPP as zm_codec_by_name().
  *   none 0..0 (0), lz4 1..65537 (1: acceleration, higher is faster),
  *   zstd 1..19 (1), zlib 1..9 (1), deflate 0..3 (1).
  */
@@ -120,8 +150,9 @@ ZM_API int zm_codec_levels(int codec, int *min, int *max, int *def);
 #define ZM_MAX_PAGE_SIZE 65536u
 
 struct zm_packet_info {
-    uint32_t size;   /* the whole packet, header included */
-    uint32_t region; /* region the pages belong to */
+    size_t sizeof_info; /* sizeof(struct zm_packet_info), set by the caller */
+    uint32_t size;      /* the whole packet, header included */
+    uint32_t region;    /* region the pages belong to */
     uint32_t page_size;
     uint32_t pages;        /* pages described: normal + zero */
     uint32_t zero_pages;   /* pages that are all zero (no payload) */
@@ -137,9 +168,10 @@ struct zm_packet_info {
  * bytes) and fills info.  Use it on a byte stream to learn how many bytes
  * the whole packet takes (info->size) before reading the rest.  Checks the
  * fields that need no context (magic, version, flags, counts, sizes); the
- * decoder checks the rest.  Returns 0, -EBADMSG (not a packet or
- * inconsistent sizes), -EPROTO (another version or unknown flags) or
- * -EMSGSIZE (more pages than ZM_MAX_BATCH_PAGES).
+ * decoder checks the rest.  info may be NULL.  Returns 0, -EBADMSG (not a
+ * packet or inconsistent sizes), -EPROTO (another version or unknown
+ * flags), -EMSGSIZE (more pages than ZM_MAX_BATCH_PAGES) or -EINVAL (info's
+ * size).  Thread safe.
  */
 ZM_API int zm_packet_peek(const void *buf, size_t len,
                           struct zm_packet_info *info);
@@ -180,10 +212,12 @@ struct zm_encoder_options {
 /*
  * Creates an encoder.  Returns 0 and sets *out, or -EINVAL (bad option),
  * -ERANGE (level outside the codec's range; zm_errmsg() names the range),
- * -ENOENT / -EOPNOTSUPP (unknown or not built codec), -ENOMEM.
+ * -EOPNOTSUPP (a codec not built), -ENOMEM.
  */
 ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
                           zm_encoder **out);
+
+/* Frees the encoder and its codec context; accepts NULL. */
 ZM_API void zm_encoder_free(zm_encoder *enc);
 
 /* The largest packet this encoder can produce: size output buffers so. */
@@ -200,9 +234,9 @@ ZM_API size_t zm_encoder_bound(const zm_encoder *enc);
 /*
  * Encodes count pages (1..max_pages) of region into out, which holds cap
  * bytes.  Zero pages travel as their index only.  Returns the packet's
- * size, or -EINVAL (count or index out of range), -ENOBUFS (cap too
- * small; zm_encoder_bound() is always enough), -EIO (the codec library
- * failed).  info may be NULL.
+ * size, or -EINVAL (count or index out of range, or info's size),
+ * -ENOBUFS (cap too small; zm_encoder_bound() is always enough), -EIO (the
+ * codec library failed).  info may be NULL.
  */
 ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
                          const struct zm_page_ref *pages, unsigned count,
@@ -230,8 +264,15 @@ struct zm_decoder_options {
     unsigned region_count;
 };
 
+/*
+ * Creates a decoder for the regions given (the table is copied, not the
+ * memory).  Returns 0 and sets *out, or -EINVAL (bad option),
+ * -EOPNOTSUPP (codecs asked for that this build lacks), -ENOMEM.
+ */
 ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
                           zm_decoder **out);
+
+/* Frees the decoder and its codec contexts; accepts NULL. */
 ZM_API void zm_decoder_free(zm_decoder *dec);
 
 /*
@@ -244,7 +285,8 @@ ZM_API void zm_decoder_free(zm_decoder *dec);
  *             that was not accepted;
  *   -ERANGE   a region or page index outside the registered memory;
  *   -EMSGSIZE more pages than max_pages;
- *   -ENOMEM   the codec's context could not be made (first use only).
+ *   -ENOMEM   the codec's context could not be made (first use only);
+ *   -EINVAL   info's size.
  * zm_errmsg() has the details.  A failed packet never writes outside the
  * pages its index table names; those pages may hold partial data.
  *
@@ -288,7 +330,7 @@ struct zm_params {
     bool verify;
 };
 
-/* Fills params with the defaults above. */
+/* Fills params with the defaults above, sizeof_params included. */
 ZM_API void zm_params_init(struct zm_params *params);
 
 /* Migration states, named as QEMU's. */
@@ -310,11 +352,12 @@ enum zm_status {
 };
 
 /* "none", "setup", "active", "device", "completed", "failed",
- * "cancelled", "unconfirmed" */
+ * "cancelled", "unconfirmed"; "unknown" for anything else. */
 ZM_API const char *zm_status_name(int status);
 
 /* Statistics, named as QEMU's query-migrate; either side fills its part. */
 struct zm_stats {
+    size_t sizeof_stats;         /* sizeof(struct zm_stats), by the caller */
     int status;                  /* enum zm_status */
     bool max_iterations_reached; /* switched over above the downtime limit */
     unsigned iterations;         /* rounds over the RAM, the first included */
@@ -338,17 +381,19 @@ struct zm_stats {
     double mbps; /* wire megabits/s, whole migration */
     uint64_t pages_per_second;
     double compression_ratio; /* normal bytes / their bytes on the wire */
-    uint64_t payload_bytes[ZM_CODEC_COUNT]; /* per codec; raw under none */
-    double cpu_seconds;                     /* this side's threads */
+    uint64_t payload_bytes;   /* the normal pages' bytes on the wire */
+    uint64_t raw_bytes;       /* of those, sent uncompressed */
+    double cpu_seconds;       /* this side's threads */
 };
 
 typedef struct zm_source zm_source;
 
 /*
- * What the source asks of its embedder.  Every member may be NULL.  The
+ * What the source asks of its embedder.  Every function may be NULL.  The
  * hooks run on the thread that called zm_source_run().
  */
 struct zm_source_hooks {
+    size_t sizeof_hooks; /* sizeof(struct zm_source_hooks) */
     void *opaque;
     /* Stop the vCPUs: RAM must not change after it returns. */
     int (*stop)(void *opaque);
@@ -373,10 +418,21 @@ struct zm_source_hooks {
 /* The largest device state a migration carries. */
 #define ZM_MAX_DEVICE_STATE (16u << 20)
 
+/*
+ * Creates a source with params (NULL: the defaults) and hooks (may be
+ * NULL; both are copied).  Returns 0 and sets *out, or -EINVAL (a bad
+ * parameter or struct size, or ZM_TRACKING_EMBEDDER without dirty_log),
+ * -ERANGE (the level), -EOPNOTSUPP (a codec not built), -ENOMEM.
+ */
 ZM_API int zm_source_new(const struct zm_params *params,
                          const struct zm_source_hooks *hooks, zm_source **out);
 
-/* Registers guest RAM: page-aligned base, size a multiple of the page. */
+/*
+ * Registers guest RAM before zm_source_run(): page-aligned base, size a
+ * multiple of the page, a name of 1..ZM_REGION_NAME_MAX printable bytes.
+ * The destination matches regions by name and size.  Returns 0, -EINVAL,
+ * -EEXIST (the name again), -ENOSPC (past ZM_MAX_REGIONS) or -ENOMEM.
+ */
 ZM_API int zm_source_add_region(zm_source *src, const char *name, void *base,
                                 size_t size);
 
@@ -406,11 +462,17 @@ ZM_API int zm_source_run(zm_source *src, const char *uri);
  * be running the guest already, and the source waits for its answer.
  */
 ZM_API void zm_source_cancel(zm_source *src);
-ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats);
+
+/*
+ * The running or last migration's figures, into stats (its sizeof_stats
+ * set).  Any thread, any time.  Returns 0 or -EINVAL (the struct's size).
+ */
+ZM_API int zm_source_stats(zm_source *src, struct zm_stats *stats);
 
 /* One round of a migration: why it took as long as it did. */
 struct zm_round {
-    double start_ms; /* since zm_source_run() was called */
+    size_t sizeof_round; /* sizeof(struct zm_round), set by the caller */
+    double start_ms;     /* since zm_source_run() was called */
     /* Its length; the final round's runs from the stop until its pages are
      * sent (the device state and the peer's answer come after). */
     double time_ms;
@@ -432,25 +494,31 @@ struct zm_round {
 /*
  * The rounds of the running or last migration, oldest first: copies up to
  * cap of them and returns how many there are (rounds may be NULL if cap is
- * 0).  As many as stats.iterations, a final round sent before a failed
- * switchover included; fewer only if memory ran out.  Other threads may
- * call it during zm_source_run().
+ * 0).  rounds[0].sizeof_round gives the size of the caller's struct and so
+ * the array's stride; each element copied has it set.  As many as
+ * stats.iterations, a final round sent before a failed switchover
+ * included; fewer only if memory ran out.  Other threads may call it
+ * during zm_source_run().  -EINVAL for a bad sizeof_round.
  */
-ZM_API unsigned zm_source_rounds(zm_source *src, struct zm_round *rounds,
-                                 unsigned cap);
+ZM_API int zm_source_rounds(zm_source *src, struct zm_round *rounds,
+                            unsigned cap);
+
+/* Frees the source; not while zm_source_run() runs.  Accepts NULL. */
 ZM_API void zm_source_free(zm_source *src);
 
 typedef struct zm_dest zm_dest;
 
 struct zm_dest_hooks {
+    size_t sizeof_hooks; /* sizeof(struct zm_dest_hooks) */
     void *opaque;
     /* The source's device state, once all RAM has arrived. */
     int (*load_state)(void *opaque, const void *buf, size_t len);
 };
 
 /*
- * A destination.  params: only page_size is used, and 0 (or the default)
- * accepts the source's.
+ * A destination.  params (may be NULL): only page_size is used, and the
+ * default accepts the source's.  hooks may be NULL; both are copied.
+ * Returns 0 and sets *out, -EINVAL (a struct's size) or -ENOMEM.
  */
 ZM_API int zm_dest_new(const struct zm_params *params,
                        const struct zm_dest_hooks *hooks, zm_dest **out);
@@ -458,24 +526,36 @@ ZM_API int zm_dest_new(const struct zm_params *params,
 /*
  * Registers where a region of the source's layout goes (matched by name
  * and size).  Without any, the destination maps the layout it receives.
+ * Returns 0, -EINVAL (a bad name, no memory) or -ENOSPC.
  */
 ZM_API int zm_dest_add_region(zm_dest *dst, const char *name, void *base,
                               size_t size);
 
-/* Listens on tcp:/unix: now (port 0 picks one), or names a file: to read. */
+/*
+ * Listens on tcp:/unix: now (port 0 picks one), or names a file: to read
+ * in zm_dest_run().  Returns 0, -EINVAL (not a URI) or the system's error.
+ */
 ZM_API int zm_dest_listen(zm_dest *dst, const char *uri);
 
-/* The URI a source should use (with the port actually bound). */
+/* The URI a source should use (with the port actually bound), valid
+ * while the zm_dest lives; after zm_dest_listen(). */
 ZM_API const char *zm_dest_uri(const zm_dest *dst);
 
-/* Receives one migration; 0 once complete, or -errno. */
+/*
+ * Receives one migration: blocks until it completed (0: the RAM and the
+ * device state are in, load_state has taken the latter) or failed (-errno,
+ * zm_errmsg() says why; the source is told and resumes its guest).  Other
+ * threads may call zm_dest_stats() and zm_dest_cancel().  Once per zm_dest.
+ */
 ZM_API int zm_dest_run(zm_dest *dst);
 
+/* Regions registered, or received with the layout. */
 ZM_API unsigned zm_dest_region_count(const zm_dest *dst);
 /*
  * Region i of the source's layout: its name, memory and size.  Valid from
  * the load_state hook on (the layout arrives before any page) and after
- * zm_dest_run() returns, for as long as the zm_dest lives.
+ * zm_dest_run() returns, for as long as the zm_dest lives.  Any pointer
+ * may be NULL.  Returns 0 or -ERANGE (no region i).
  */
 ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
                           void **base, size_t *size);
@@ -486,7 +566,12 @@ ZM_API int zm_dest_region(const zm_dest *dst, unsigned i, const char **name,
  * COMPLETE (after the check, with verify).
  */
 ZM_API void zm_dest_cancel(zm_dest *dst);
-ZM_API void zm_dest_stats(zm_dest *dst, struct zm_stats *stats);
+
+/* As zm_source_stats(), for this side. */
+ZM_API int zm_dest_stats(zm_dest *dst, struct zm_stats *stats);
+
+/* Frees the destination and the memory it mapped for the layout; not
+ * while zm_dest_run() runs.  Accepts NULL. */
 ZM_API void zm_dest_free(zm_dest *dst);
 
 #ifdef __cplusplus

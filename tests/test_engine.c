@@ -98,7 +98,9 @@ static void round_trip(zm_encoder *enc, zm_decoder *dec, unsigned char *dst,
                        unsigned step, unsigned flags, const char *what)
 {
     struct zm_page_ref refs[128];
-    struct zm_packet_info ei, di, pi;
+    struct zm_packet_info ei = { .sizeof_info = sizeof(ei) };
+    struct zm_packet_info di = { .sizeof_info = sizeof(di) };
+    struct zm_packet_info pi = { .sizeof_info = sizeof(pi) };
 
     memset(dst, CANARY, (size_t)REGION_PAGES * PAGE);
     for (unsigned i = 0; i < count; i++) {
@@ -221,7 +223,7 @@ static ssize_t encode_one(int codec, uint32_t threshold, uint32_t flags,
 
 static void test_store_rules(void)
 {
-    struct zm_packet_info info;
+    struct zm_packet_info info = { .sizeof_info = sizeof(info) };
     int codec =
         zm_codec_available(ZM_CODEC_ZSTD) ? ZM_CODEC_ZSTD : ZM_CODEC_NONE;
 

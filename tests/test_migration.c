@@ -193,8 +193,8 @@ struct scenario {
 static void check_rounds(const char *name, zm_source *src,
                          const struct zm_stats *st)
 {
-    struct zm_round r[64];
-    unsigned n = zm_source_rounds(src, r, 64);
+    struct zm_round r[64] = { { .sizeof_round = sizeof(r[0]) } };
+    unsigned n = (unsigned)zm_source_rounds(src, r, 64);
     uint64_t pages = 0, wire = 0;
 
     CHECK(n == st->iterations && n >= 1 && n <= 64,
@@ -202,7 +202,8 @@ static void check_rounds(const char *name, zm_source *src,
     if (n != st->iterations || n < 1 || n > 64) {
         return;
     }
-    CHECK(zm_source_rounds(src, NULL, 0) == n, "%s: the count alone", name);
+    CHECK(zm_source_rounds(src, NULL, 0) == (int)n, "%s: the count alone",
+          name);
     CHECK(r[0].pages + r[0].skipped == RAM / PAGE,
           "%s: round 0 sent %llu and skipped %llu of %u pages", name,
           (unsigned long long)r[0].pages, (unsigned long long)r[0].skipped,
@@ -244,7 +245,9 @@ static void run(const struct scenario *sc, struct zm_stats *st)
     struct guest g;
     struct zm_params p;
     struct dest_run d = { 0 };
-    struct zm_dest_hooks dh = { .opaque = &d, .load_state = dest_load };
+    struct zm_dest_hooks dh = { .sizeof_hooks = sizeof(dh),
+                                .opaque = &d,
+                                .load_state = dest_load };
     pthread_t thread;
     char file_uri[64];
 
@@ -261,6 +264,7 @@ static void run(const struct scenario *sc, struct zm_stats *st)
         p.max_iterations = sc->max_iterations;
     }
     struct zm_source_hooks sh = {
+        .sizeof_hooks = sizeof(sh),
         .opaque = &g,
         .stop = guest_stop,
         .resume = guest_resume,
@@ -321,7 +325,7 @@ static void run(const struct scenario *sc, struct zm_stats *st)
     /* Stopped for the switchover and left stopped: it moved. */
     CHECK(g.stops == g.resumes + 1, "%s: %u stops, %u resumes", sc->name,
           g.stops, g.resumes);
-    struct zm_stats ds;
+    struct zm_stats ds = { .sizeof_stats = sizeof(ds) };
     zm_dest_stats(d.dst, &ds);
     CHECK(ds.normal + ds.duplicate == st->normal + st->duplicate,
           "%s: pages sent %llu, received %llu", sc->name,
@@ -354,8 +358,11 @@ static void test_verify_mismatch(void)
     struct guest g;
     struct zm_params p;
     struct dest_run d = { 0 };
-    struct zm_dest_hooks dh = { .opaque = &d, .load_state = load_and_corrupt };
-    struct zm_source_hooks sh = { .opaque = &g,
+    struct zm_dest_hooks dh = { .sizeof_hooks = sizeof(dh),
+                                .opaque = &d,
+                                .load_state = load_and_corrupt };
+    struct zm_source_hooks sh = { .sizeof_hooks = sizeof(sh),
+                                  .opaque = &g,
                                   .stop = guest_stop,
                                   .resume = guest_resume,
                                   .save_state = guest_save };
@@ -401,11 +408,12 @@ static void test_failure(void)
     struct dest_run d = { 0 };
     pthread_t thread;
     zm_source *src;
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
 
     guest_init(&g, true, 1000000);
     zm_params_init(&p);
-    struct zm_source_hooks sh = { .opaque = &g,
+    struct zm_source_hooks sh = { .sizeof_hooks = sizeof(sh),
+                                  .opaque = &g,
                                   .stop = guest_stop,
                                   .resume = guest_resume,
                                   .save_state = save_and_break };
@@ -425,8 +433,8 @@ static void test_failure(void)
     CHECK(g.stops >= 1 && g.stops == g.resumes && !g.stop_requested,
           "guest left stopped (%u stops, %u resumes)", g.stops, g.resumes);
     /* The final round went out before the device state failed: counted. */
-    struct zm_round r[64];
-    unsigned n = zm_source_rounds(src, r, 64);
+    struct zm_round r[64] = { { .sizeof_round = sizeof(r[0]) } };
+    unsigned n = (unsigned)zm_source_rounds(src, r, 64);
     CHECK(n == st.iterations && n >= 2 && n <= 64 && r[n - 1].final,
           "failure at switchover: %u rounds recorded, %u counted", n,
           st.iterations);
@@ -523,14 +531,17 @@ static void test_late_cancel(bool dest_side)
     struct guest g;
     struct zm_params p;
     struct dest_run d = { 0 };
-    struct zm_dest_hooks dh = { .load_state = dest_side
+    struct zm_dest_hooks dh = { .sizeof_hooks = sizeof(dh),
+                                .load_state = dest_side
                                                   ? load_and_cancel_dest
                                                   : load_and_cancel_source };
-    struct zm_source_hooks sh = { .opaque = &g,
+    struct zm_source_hooks sh = { .sizeof_hooks = sizeof(sh),
+                                  .opaque = &g,
                                   .stop = guest_stop,
                                   .resume = guest_resume,
                                   .save_state = guest_save };
-    struct zm_stats sst, dst;
+    struct zm_stats sst = { .sizeof_stats = sizeof(sst) };
+    struct zm_stats dst = { .sizeof_stats = sizeof(dst) };
     pthread_t thread;
 
     guest_init(&g, false, 0);
@@ -582,7 +593,8 @@ static void test_rerun(void)
     struct guest g;
     struct zm_params p;
     struct dest_run d = { 0 };
-    struct zm_source_hooks sh = { .opaque = &g,
+    struct zm_source_hooks sh = { .sizeof_hooks = sizeof(sh),
+                                  .opaque = &g,
                                   .stop = guest_stop,
                                   .resume = guest_resume };
     pthread_t thread;
@@ -792,11 +804,12 @@ static void test_unconfirmed(int when)
     struct zm_params p;
     struct fake_dest f = { 0 };
     struct zm_uri uri;
-    struct zm_source_hooks sh = { .opaque = &g,
+    struct zm_source_hooks sh = { .sizeof_hooks = sizeof(sh),
+                                  .opaque = &g,
                                   .stop = guest_stop,
                                   .resume = guest_resume,
                                   .save_state = guest_save };
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
     pthread_t thread;
     zm_source *src;
 
@@ -840,7 +853,7 @@ static void test_unconfirmed(int when)
 
 int main(void)
 {
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
 
     for (int codec = 0; codec < ZM_CODEC_COUNT; codec++) {
         if (!zm_codec_available(codec)) {

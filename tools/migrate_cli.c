@@ -105,7 +105,7 @@ bool zm_migration_option(int c, const char *arg,
 
 static void progress_line(struct zm_progress *pr, bool final)
 {
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
     char sent[ZM_FORMAT_MAX], left[ZM_FORMAT_MAX], dirty[ZM_FORMAT_MAX];
 
     if (pr->src) {
@@ -116,11 +116,9 @@ static void progress_line(struct zm_progress *pr, bool final)
     zm_format_bytes(sent, sizeof(sent), st.transferred);
     zm_format_bytes(left, sizeof(left), st.remaining);
     zm_format_rate(dirty, sizeof(dirty), (double)st.dirty_pages_rate * 4096);
-    uint64_t payload = 0;
-    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-        payload += st.payload_bytes[c];
-    }
-    double ratio = payload ? (double)st.normal_bytes / (double)payload : 0;
+    double ratio = st.payload_bytes
+                       ? (double)st.normal_bytes / (double)st.payload_bytes
+                       : 0;
     fprintf(stderr,
             "%s%-9s round %-3u %s %10s  remaining %10s  dirty %12s  "
             "ratio %.2f%s",
@@ -268,12 +266,14 @@ void zm_print_source_result(FILE *out, zm_source *src, bool json, int ret,
                             const char *err)
 {
     static const struct zm_round none[1];
-    struct zm_stats st;
-    unsigned n = json ? zm_source_rounds(src, NULL, 0) : 0;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
+    int count = json ? zm_source_rounds(src, NULL, 0) : 0;
+    unsigned n = count > 0 ? (unsigned)count : 0;
     struct zm_round *rounds = n ? calloc(n, sizeof(*rounds)) : NULL;
 
     zm_source_stats(src, &st);
     if (rounds) {
+        rounds[0].sizeof_round = sizeof(*rounds);
         zm_source_rounds(src, rounds, n); /* the migration is over: n stays */
     }
     print_result(out, "send", &st, rounds ? rounds : none, rounds ? n : 0, json,

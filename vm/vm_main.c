@@ -397,7 +397,7 @@ static bool finish_migration(struct loop *l, bool print)
         zm_print_source_result(stdout, m->src, l->o->mig.json, 0, NULL);
         return true;
     }
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
     zm_source_stats(m->src, &st);
     if (st.status == ZM_STATUS_UNCONFIRMED) {
         /* Never two guests: this one stays stopped, and the run ends. */
@@ -593,7 +593,8 @@ static int run_boot(struct vm_options *o)
     }
     if (o->migrate_to) {
         o->mig.params.dirty_tracking = ZM_TRACKING_EMBEDDER;
-        struct zm_source_hooks hooks = { .opaque = &mig,
+        struct zm_source_hooks hooks = { .sizeof_hooks = sizeof(hooks),
+                                         .opaque = &mig,
                                          .stop = hook_stop,
                                          .resume = hook_resume,
                                          .save_state = hook_save,
@@ -720,9 +721,11 @@ static int hook_load(void *opaque, const void *buf, size_t len)
 static int run_incoming(struct vm_options *o)
 {
     struct incoming in = { .o = o };
-    struct zm_dest_hooks hooks = { .opaque = &in, .load_state = hook_load };
+    struct zm_dest_hooks hooks = { .sizeof_hooks = sizeof(hooks),
+                                   .opaque = &in,
+                                   .load_state = hook_load };
     struct zm_progress pr = { 0 };
-    struct zm_stats st;
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
     char err[512];
     int status = 1;
 

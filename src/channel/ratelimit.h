@@ -30,7 +30,9 @@ void zm_ratelimit_reset(struct zm_ratelimit *rl);
 
 /*
  * Reserves bytes and waits until they may go on the wire; false if the
- * bucket was stopped (before or during the wait).
+ * bucket was stopped (before or during the wait).  Without a limit it
+ * returns true at once, stopped or not: no lock on the hot path, and the
+ * caller's writes fail on their own after a stop.
  */
 bool zm_ratelimit_wait(struct zm_ratelimit *rl, size_t bytes);
 

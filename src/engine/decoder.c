@@ -18,6 +18,7 @@
 #include "common/endian_util.h"
 #include "common/error.h"
 #include "common/hash.h"
+#include "common/sized.h"
 #include "common/zero.h"
 #include "packet.h"
 
@@ -38,11 +39,9 @@ ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
     struct zm_decoder_options o = { 0 };
     zm_decoder *dec;
 
-    if (!opts || !out || opts->sizeof_options < sizeof(size_t)) {
+    if (!opts || !out || zm_sized_in(&o, sizeof(o), opts) < 0) {
         return zm_error(-EINVAL, "decoder: options missing");
     }
-    memcpy(&o, opts,
-           opts->sizeof_options < sizeof(o) ? opts->sizeof_options : sizeof(o));
     uint32_t page_size = o.page_size ? o.page_size : 4096;
     uint32_t max_pages = o.max_pages ? o.max_pages : 128;
     uint32_t built = 0;
@@ -369,8 +368,11 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
                      struct zm_packet_info *info)
 {
     struct zm_packet_reader rd;
-    int ret = zm_packet_reader_start(&rd, dec, packet, len);
+    int ret = zm_packet_info_check(info);
 
+    if (ret == 0) {
+        ret = zm_packet_reader_start(&rd, dec, packet, len);
+    }
     if (ret == 0) {
         ret = zm_packet_reader_table(&rd, packet, NULL, NULL);
     }

@@ -12,10 +12,11 @@
 #include "codec/codec.h"
 #include "common/endian_util.h"
 #include "common/error.h"
-#include "estimate.h"
 #include "common/hash.h"
-#include "packet.h"
+#include "common/sized.h"
 #include "common/zero.h"
+#include "estimate.h"
+#include "packet.h"
 
 struct zm_encoder {
     const struct zm_codec_ops *codec;
@@ -66,12 +67,10 @@ ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
     zm_encoder *enc;
     int ret;
 
-    if (!opts || !out || opts->sizeof_options < sizeof(size_t)) {
+    /* Fields a caller's older, smaller struct lacks stay zero: defaults. */
+    if (!opts || !out || zm_sized_in(&o, sizeof(o), opts) < 0) {
         return zm_error(-EINVAL, "encoder: options missing");
     }
-    /* Fields a caller's older, smaller struct lacks stay zero: defaults. */
-    memcpy(&o, opts,
-           opts->sizeof_options < sizeof(o) ? opts->sizeof_options : sizeof(o));
     const struct zm_codec_ops *codec = zm_codec_get(o.codec);
     if (!codec) {
         return zm_codec_levels(o.codec, NULL, NULL, NULL);
@@ -234,6 +233,10 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
     if (flags & ~ZM_ENCODE_STABLE) {
         return zm_error(-EINVAL, "encode: unknown flags 0x%x", flags);
     }
+    int ret = zm_packet_info_check(info);
+    if (ret < 0) {
+        return ret;
+    }
     size_t table_end = ZM_PACKET_HEADER_SIZE + (size_t)count * 4;
     if (cap < table_end) {
         return zm_error(-ENOBUFS,
@@ -297,19 +300,6 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
     zm_put_le64(packet + ZM_PKT_CHECKSUM_OFFSET,
                 zm_packet_checksum(packet, count, data_hash));
 
-    if (info) {
-        *info = (struct zm_packet_info){
-            .size = (uint32_t)(table_end + (size_t)payload_size),
-            .region = region,
-            .page_size = enc->page_size,
-            .pages = count,
-            .zero_pages = zero,
-            .data_size = (uint32_t)data_size,
-            .payload_size = (uint32_t)payload_size,
-            .codec = enc->codec->id,
-            .level = h.level,
-            .raw = pkt_flags & ZM_PKT_RAW,
-        };
-    }
+    zm_packet_info_fill(&h, info);
     return (ssize_t)(table_end + (size_t)payload_size);
 }

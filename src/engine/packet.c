@@ -6,6 +6,7 @@
 #include "codec/codec.h"
 #include "common/endian_util.h"
 #include "common/error.h"
+#include "common/sized.h"
 #include "packet.h"
 
 void zm_packet_write_header(void *out, const struct zm_packet_header *h)
@@ -118,10 +119,23 @@ uint64_t zm_packet_checksum(const void *packet, uint32_t table_entries,
     return zm_hash_digest(&state);
 }
 
+int zm_packet_info_check(const struct zm_packet_info *info)
+{
+    if (info && zm_sized_size(info) < sizeof(size_t)) {
+        return zm_error(-EINVAL, "zm_packet_info: sizeof_info is %zu",
+                        zm_sized_size(info));
+    }
+    return 0;
+}
+
 void zm_packet_info_fill(const struct zm_packet_header *h,
                          struct zm_packet_info *info)
 {
-    *info = (struct zm_packet_info){
+    if (!info) {
+        return;
+    }
+    struct zm_packet_info full = {
+        .sizeof_info = sizeof(full),
         .size = (uint32_t)zm_packet_size(h),
         .region = h->region,
         .page_size = 1u << h->page_shift,
@@ -133,19 +147,20 @@ void zm_packet_info_fill(const struct zm_packet_header *h,
         .level = h->level,
         .raw = h->flags & ZM_PKT_RAW,
     };
+    zm_sized_out(info, &full, sizeof(full));
 }
 
 ZM_API int zm_packet_peek(const void *buf, size_t len,
                           struct zm_packet_info *info)
 {
     struct zm_packet_header h = { 0 };
-    int ret = zm_packet_parse_header(buf, len, &h);
+    int ret = zm_packet_info_check(info);
 
-    if (ret < 0) {
-        return ret;
+    if (ret == 0) {
+        ret = zm_packet_parse_header(buf, len, &h);
     }
-    if (info) {
+    if (ret == 0) {
         zm_packet_info_fill(&h, info);
     }
-    return 0;
+    return ret;
 }

@@ -89,7 +89,11 @@ static inline size_t zm_packet_max_size(uint32_t max_pages, uint32_t page_size)
            (size_t)max_pages * page_size;
 }
 
-/* The public description of the packet h describes, for page_size pages. */
+/* 0 when info is NULL or states a usable size, else -EINVAL. */
+int zm_packet_info_check(const struct zm_packet_info *info);
+
+/* Fills info (checked, may be NULL) as far as its size reaches with the
+ * public description of the packet h describes. */
 void zm_packet_info_fill(const struct zm_packet_header *h,
                          struct zm_packet_info *info);
 

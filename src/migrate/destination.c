@@ -16,6 +16,7 @@
 
 #include "common/endian_util.h"
 #include "common/error.h"
+#include "common/sized.h"
 #include "common/time.h"
 #include "engine/packet.h"
 #include "session.h"
@@ -72,14 +73,17 @@ ZM_API int zm_dest_new(const struct zm_params *params,
                        const struct zm_dest_hooks *hooks, zm_dest **out)
 {
     zm_dest *dst = calloc(1, sizeof(*dst));
+    int ret;
 
     if (!dst) {
         return zm_error(-ENOMEM, "out of memory");
     }
-    zm_params_copy(&dst->p, params);
-    if (hooks) {
-        dst->hooks = *hooks;
+    if ((ret = zm_params_copy(&dst->p, params)) < 0 ||
+        (ret = zm_hooks_copy(&dst->hooks, sizeof(dst->hooks), hooks)) < 0) {
+        free(dst);
+        return ret;
     }
+    dst->stats.sizeof_stats = sizeof(dst->stats);
     pthread_mutex_init(&dst->lock, NULL);
     pthread_cond_init(&dst->cond, NULL);
     pthread_mutex_init(&dst->stats_lock, NULL);
@@ -181,11 +185,14 @@ ZM_API void zm_dest_cancel(zm_dest *dst)
     fail(dst, zm_error(-ECANCELED, "migration cancelled"));
 }
 
-ZM_API void zm_dest_stats(zm_dest *dst, struct zm_stats *stats)
+ZM_API int zm_dest_stats(zm_dest *dst, struct zm_stats *stats)
 {
     pthread_mutex_lock(&dst->stats_lock);
-    *stats = dst->stats;
+    int ret = zm_sized_out(stats, &dst->stats, sizeof(dst->stats));
     pthread_mutex_unlock(&dst->stats_lock);
+    return ret < 0 ? zm_error(ret, "zm_stats: sizeof_stats is %zu",
+                              stats->sizeof_stats)
+                   : 0;
 }
 
 ZM_API void zm_dest_free(zm_dest *dst)
@@ -242,7 +249,7 @@ static int read_error(struct dst_channel *ch, int ret)
 static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
 {
     struct zm_packet_reader rd;
-    struct zm_packet_info info;
+    struct zm_packet_info info = { .sizeof_info = sizeof(info) };
     size_t first = len < ZM_PACKET_HEADER_SIZE ? len : ZM_PACKET_HEADER_SIZE;
     int iovcnt = 0;
     int ret = zm_conn_read_all(ch->conn, ch->packet, first);

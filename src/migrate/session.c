@@ -12,6 +12,7 @@
 #include "common/endian_util.h"
 #include "common/error.h"
 #include "common/hash.h"
+#include "common/sized.h"
 #include "common/time.h"
 
 /* ---- parameters ---- */
@@ -32,15 +33,25 @@ ZM_API void zm_params_init(struct zm_params *p)
     };
 }
 
-void zm_params_copy(struct zm_params *dst, const struct zm_params *src)
+int zm_params_copy(struct zm_params *dst, const struct zm_params *src)
 {
     zm_params_init(dst);
-    if (src) {
-        size_t n = src->sizeof_params < sizeof(*dst) ? src->sizeof_params
-                                                     : sizeof(*dst);
-        memcpy(dst, src, n);
-        dst->sizeof_params = sizeof(*dst);
+    if (src && zm_sized_in(dst, sizeof(*dst), src) < 0) {
+        return zm_error(-EINVAL, "zm_params: sizeof_params is %zu",
+                        src->sizeof_params);
     }
+    return 0;
+}
+
+int zm_hooks_copy(void *dst, size_t dst_size, const void *hooks)
+{
+    memset(dst, 0, dst_size);
+    memcpy(dst, &dst_size, sizeof(dst_size));
+    if (hooks && zm_sized_in(dst, dst_size, hooks) < 0) {
+        return zm_error(-EINVAL, "hooks: sizeof_hooks is %zu",
+                        zm_sized_size(hooks));
+    }
+    return 0;
 }
 
 int zm_params_check(const struct zm_params *p)
@@ -127,11 +138,8 @@ void zm_stats_finish(struct zm_stats *st, double seconds, int ret,
                      bool cancelled)
 {
     double per = seconds > 0 ? seconds : 1;
-    uint64_t payload = 0;
+    uint64_t payload = st->payload_bytes;
 
-    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-        payload += st->payload_bytes[c];
-    }
     st->total_time_ms = (uint64_t)(seconds * 1000);
     st->mbps = (double)st->transferred * 8 / 1e6 / per;
     st->pages_per_second =
@@ -148,7 +156,8 @@ void zm_stats_add_packet(struct zm_stats *st, const struct zm_packet_info *pi)
     st->duplicate += pi->zero_pages;
     st->normal += pi->pages - pi->zero_pages;
     st->normal_bytes += pi->data_size;
-    st->payload_bytes[pi->raw ? ZM_CODEC_NONE : pi->codec] += pi->payload_size;
+    st->payload_bytes += pi->payload_size;
+    st->raw_bytes += pi->raw ? pi->payload_size : 0;
 }
 
 /* ---- VERIFY ---- */

@@ -32,8 +32,17 @@
 /* Checks a filled-in params struct; 0 or -EINVAL with a message. */
 int zm_params_check(const struct zm_params *p);
 
-/* Copies a caller's params (maybe an older, smaller struct) over defaults. */
-void zm_params_copy(struct zm_params *dst, const struct zm_params *src);
+/*
+ * Copies a caller's params (maybe an older, smaller struct; NULL for the
+ * defaults) over the defaults; -EINVAL for a bad sizeof_params.
+ */
+int zm_params_copy(struct zm_params *dst, const struct zm_params *src);
+
+/*
+ * Copies a caller's hooks struct (NULL: none) into dst (dst_size bytes);
+ * -EINVAL for a bad sizeof_hooks.
+ */
+int zm_hooks_copy(void *dst, size_t dst_size, const void *hooks);
 
 /* A region name: 1..ZM_REGION_NAME_MAX printable ASCII bytes; 0 or
  * -EINVAL with a message. */

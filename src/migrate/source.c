@@ -15,6 +15,7 @@
 
 #include "common/endian_util.h"
 #include "common/error.h"
+#include "common/sized.h"
 #include "common/time.h"
 #include "convergence.h"
 #include "source.h"
@@ -30,15 +31,14 @@ ZM_API int zm_source_new(const struct zm_params *params,
     if (!src) {
         return zm_error(-ENOMEM, "out of memory");
     }
-    zm_params_copy(&src->p, params);
-    if ((ret = zm_params_check(&src->p)) < 0) {
+    if ((ret = zm_params_copy(&src->p, params)) < 0 ||
+        (ret = zm_params_check(&src->p)) < 0 ||
+        (ret = zm_hooks_copy(&src->hooks, sizeof(src->hooks), hooks)) < 0) {
         free(src);
         return ret;
     }
     zm_pageset_init(&src->pages, src->p.page_size);
-    if (hooks) {
-        src->hooks = *hooks;
-    }
+    src->stats.sizeof_stats = sizeof(src->stats);
     if (src->p.dirty_tracking == ZM_TRACKING_EMBEDDER &&
         !src->hooks.dirty_log) {
         free(src);
@@ -87,24 +87,33 @@ ZM_API void zm_source_cancel(zm_source *src)
     pthread_mutex_unlock(&src->lock);
 }
 
-ZM_API void zm_source_stats(zm_source *src, struct zm_stats *stats)
+ZM_API int zm_source_stats(zm_source *src, struct zm_stats *stats)
 {
     pthread_mutex_lock(&src->stats_lock);
-    *stats = src->stats;
+    int ret = zm_sized_out(stats, &src->stats, sizeof(src->stats));
     pthread_mutex_unlock(&src->stats_lock);
+    return ret < 0 ? zm_error(ret, "zm_stats: sizeof_stats is %zu",
+                              stats->sizeof_stats)
+                   : 0;
 }
 
-ZM_API unsigned zm_source_rounds(zm_source *src, struct zm_round *rounds,
-                                 unsigned cap)
+ZM_API int zm_source_rounds(zm_source *src, struct zm_round *rounds,
+                            unsigned cap)
 {
+    size_t stride = rounds && cap ? rounds[0].sizeof_round : 0;
+
+    if (rounds && cap && stride < sizeof(size_t)) {
+        return zm_error(-EINVAL, "zm_round: sizeof_round is %zu", stride);
+    }
     pthread_mutex_lock(&src->stats_lock);
     unsigned n = src->nrounds;
-    if (rounds && cap && n) {
-        memcpy(rounds, src->rounds,
-               (n < cap ? n : cap) * sizeof(struct zm_round));
+    for (unsigned i = 0; i < n && i < cap; i++) {
+        struct zm_round *out = (void *)((char *)rounds + i * stride);
+        memcpy(out, &stride, sizeof(stride));
+        zm_sized_out(out, &src->rounds[i], sizeof(src->rounds[i]));
     }
     pthread_mutex_unlock(&src->stats_lock);
-    return n;
+    return (int)n;
 }
 
 /*
@@ -129,6 +138,7 @@ static void record_round(zm_source *src, double start, uint64_t dirty_after,
         src->rounds_cap = cap;
     }
     src->rounds[src->nrounds++] = (struct zm_round){
+        .sizeof_round = sizeof(struct zm_round),
         .start_ms = (start - src->t_run) * 1000,
         .time_ms = (zm_now() - start) * 1000,
         .pages = src->round_pages,
@@ -539,9 +549,7 @@ static int live_round(zm_source *src, uint32_t round, double t_rounds,
     sample.rounds_wire_bytes = src->rounds_wire_bytes;
     sample.round_pages = src->round_pages;
     sample.normal_bytes = src->stats.normal_bytes;
-    for (int c = 0; c < ZM_CODEC_COUNT; c++) {
-        sample.payload_bytes += src->stats.payload_bytes[c];
-    }
+    sample.payload_bytes = src->stats.payload_bytes;
     zm_convergence_assess(&sample, src->p.downtime_limit_ms,
                           src->p.max_iterations, &conv);
     src->stats.iterations = round + 1;

@@ -107,7 +107,7 @@ void *src_channel_thread(void *arg)
         src->busy++;
         pthread_mutex_unlock(&src->lock);
 
-        struct zm_packet_info info;
+        struct zm_packet_info info = { .sizeof_info = sizeof(info) };
         ssize_t len = zm_encode(ch->enc, region, refs, n, flags, ch->packet,
                                 ch->cap, &info);
         int ret = len < 0 ? (int)len : 0;
