@@ -7,6 +7,7 @@
 #include "cpu.h"
 
 #include <stdatomic.h>
+#include <string.h>
 
 /* Bit 31 marks "probed", so 0 means "not yet". */
 #define ZM_CPU_PROBED (1u << 31)
@@ -43,4 +44,22 @@ unsigned zm_cpu_features(void)
         atomic_store_explicit(&zm_cpu_cached, f, memory_order_relaxed);
     }
     return f & ~ZM_CPU_PROBED;
+}
+
+const void *zm_cpu_pick_first(_Atomic(const void *) *cache, const void *table,
+                              size_t stride, unsigned count, size_t features_at)
+{
+    const char *entry = table;
+    const void *impl = entry + (size_t)(count - 1) * stride;
+
+    for (unsigned i = 0; i < count; i++, entry += stride) {
+        unsigned needs;
+        memcpy(&needs, entry + features_at, sizeof(needs));
+        if (zm_cpu_has(needs)) {
+            impl = entry;
+            break;
+        }
+    }
+    atomic_store_explicit(cache, impl, memory_order_relaxed);
+    return impl;
 }

@@ -8,6 +8,7 @@
 #include "hash.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "cpu.h"
 
@@ -45,41 +46,13 @@ const struct zm_hash_impl zm_hash_impls[] = {
 const unsigned zm_hash_impl_count =
     sizeof(zm_hash_impls) / sizeof(zm_hash_impls[0]);
 
-/*
- * Relaxed ordering is enough: the table is constant data, every entry is
- * correct, and first callers racing here all store the same pointer.
- */
-static _Atomic(const struct zm_hash_impl *) zm_hash_chosen;
-
-static const struct zm_hash_impl *zm_hash_pick(void)
-{
-    const struct zm_hash_impl *impl;
-    unsigned i;
-
-    impl = atomic_load_explicit(&zm_hash_chosen, memory_order_relaxed);
-    if (impl != NULL) {
-        return impl;
-    }
-    impl = &zm_hash_impls[zm_hash_impl_count - 1];
-    for (i = 0; i < zm_hash_impl_count; i++) {
-        if (zm_cpu_has(zm_hash_impls[i].cpu_features)) {
-            impl = &zm_hash_impls[i];
-            break;
-        }
-    }
-    atomic_store_explicit(&zm_hash_chosen, impl, memory_order_relaxed);
-    return impl;
-}
+static _Atomic(const void *) zm_hash_chosen;
 
 static inline const struct zm_hash_impl *zm_hash_get(void)
 {
-    const struct zm_hash_impl *impl;
-
-    impl = atomic_load_explicit(&zm_hash_chosen, memory_order_relaxed);
-    if (__builtin_expect(impl == NULL, 0)) {
-        impl = zm_hash_pick();
-    }
-    return impl;
+    return zm_cpu_pick(&zm_hash_chosen, zm_hash_impls, sizeof(zm_hash_impls[0]),
+                       zm_hash_impl_count,
+                       offsetof(struct zm_hash_impl, cpu_features));
 }
 
 uint64_t zm_hash64(const void *p, size_t len, uint64_t seed)

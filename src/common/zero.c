@@ -17,6 +17,7 @@
 #include "cpu.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -286,45 +287,22 @@ const struct zm_zero_impl zm_zero_impls[] = {
 const unsigned zm_zero_impl_count =
     sizeof(zm_zero_impls) / sizeof(zm_zero_impls[0]);
 
-/*
- * Relaxed ordering is enough: the table is constant data, every entry is
- * correct, and first callers racing here all store the same pointer.
- */
-static _Atomic(const struct zm_zero_impl *) zm_zero_chosen;
+static _Atomic(const void *) zm_zero_chosen;
 
 static const struct zm_zero_impl *zm_zero_pick(void)
 {
-    const struct zm_zero_impl *impl;
-    unsigned i;
-
-    impl = atomic_load_explicit(&zm_zero_chosen, memory_order_relaxed);
-    if (impl != NULL) {
-        return impl;
-    }
-    impl = &zm_zero_impls[zm_zero_impl_count - 1];
-    for (i = 0; i < zm_zero_impl_count; i++) {
-        if (zm_cpu_has(zm_zero_impls[i].cpu_features)) {
-            impl = &zm_zero_impls[i];
-            break;
-        }
-    }
-    atomic_store_explicit(&zm_zero_chosen, impl, memory_order_relaxed);
-    return impl;
+    return zm_cpu_pick(&zm_zero_chosen, zm_zero_impls, sizeof(zm_zero_impls[0]),
+                       zm_zero_impl_count,
+                       offsetof(struct zm_zero_impl, cpu_features));
 }
 
 bool zm_is_zero(const void *p, size_t len)
 {
-    const struct zm_zero_impl *impl;
-
     /* Most pages are not zero and show it here, with no indirect call. */
     if (len >= 8 && zm_zero_load64(p) != 0) {
         return false;
     }
-    impl = atomic_load_explicit(&zm_zero_chosen, memory_order_relaxed);
-    if (__builtin_expect(impl == NULL, 0)) {
-        impl = zm_zero_pick();
-    }
-    return impl->is_zero(p, len);
+    return zm_zero_pick()->is_zero(p, len);
 }
 
 const char *zm_zero_impl_name(void)

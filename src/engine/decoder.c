@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "codec/codec.h"
+#include "common/bounds.h"
 #include "common/endian_util.h"
 #include "common/error.h"
 #include "common/hash.h"
@@ -49,16 +50,10 @@ ZM_API int zm_decoder_new(const struct zm_decoder_options *opts,
     for (int id = 0; id < ZM_CODEC_COUNT; id++) {
         built |= zm_codec_available(id) ? 1u << id : 0;
     }
-    if (page_size < ZM_MIN_PAGE_SIZE || page_size > ZM_MAX_PAGE_SIZE ||
-        (page_size & (page_size - 1)) != 0) {
-        return zm_error(-EINVAL,
-                        "page size %u is not a power of two in "
-                        "%u..%u",
-                        page_size, ZM_MIN_PAGE_SIZE, ZM_MAX_PAGE_SIZE);
-    }
-    if (max_pages > ZM_MAX_BATCH_PAGES) {
-        return zm_error(-EINVAL, "max pages %u outside 1..%u", max_pages,
-                        ZM_MAX_BATCH_PAGES);
+    int ret;
+    if ((ret = zm_check_page_size(page_size)) < 0 ||
+        (ret = zm_check_batch_pages(max_pages)) < 0) {
+        return ret;
     }
     if (o.codecs & ~built) {
         return zm_error(-EOPNOTSUPP,

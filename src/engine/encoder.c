@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codec/codec.h"
+#include "common/bounds.h"
 #include "common/endian_util.h"
 #include "common/error.h"
 #include "common/hash.h"
@@ -39,27 +40,6 @@ struct zm_encoder {
     uint32_t *zero_index;    /* zero pages, appended after the normal ones */
 };
 
-static int check_page_size(uint32_t page_size)
-{
-    if (page_size < ZM_MIN_PAGE_SIZE || page_size > ZM_MAX_PAGE_SIZE ||
-        (page_size & (page_size - 1)) != 0) {
-        return zm_error(-EINVAL,
-                        "page size %u is not a power of two in "
-                        "%u..%u",
-                        page_size, ZM_MIN_PAGE_SIZE, ZM_MAX_PAGE_SIZE);
-    }
-    return 0;
-}
-
-static int check_max_pages(uint32_t max_pages)
-{
-    if (max_pages < 1 || max_pages > ZM_MAX_BATCH_PAGES) {
-        return zm_error(-EINVAL, "max pages %u outside 1..%u", max_pages,
-                        ZM_MAX_BATCH_PAGES);
-    }
-    return 0;
-}
-
 ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
                           zm_encoder **out)
 {
@@ -81,8 +61,8 @@ ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
     uint32_t raw_threshold = o.raw_threshold ? o.raw_threshold : 90;
 
     if ((ret = zm_codec_check_level(codec, level)) < 0 ||
-        (ret = check_page_size(page_size)) < 0 ||
-        (ret = check_max_pages(max_pages)) < 0) {
+        (ret = zm_check_page_size(page_size)) < 0 ||
+        (ret = zm_check_batch_pages(max_pages)) < 0) {
         return ret;
     }
     if (raw_threshold > 100) {
@@ -215,6 +195,48 @@ static ssize_t encode_payload(zm_encoder *enc, int iovcnt, size_t data_size,
     return (ssize_t)data_size;
 }
 
+/*
+ * The index table, normal pages first, zero ones after; the normal pages'
+ * contents as enc->iov, runs of consecutive pages merged.  Sets *normal
+ * and *iovcnt; -EINVAL for an index the wire cannot carry.
+ */
+static int build_table(zm_encoder *enc, const struct zm_page_ref *pages,
+                       unsigned count, unsigned char *table, uint32_t *normal,
+                       int *iovcnt)
+{
+    uint32_t zero = 0;
+
+    *normal = 0;
+    *iovcnt = 0;
+    for (unsigned i = 0; i < count; i++) {
+        const unsigned char *data = pages[i].data;
+
+        if (pages[i].index > UINT32_MAX) {
+            return zm_error(-EINVAL,
+                            "encode: page index %llu does not fit "
+                            "the 32-bit wire field",
+                            (unsigned long long)pages[i].index);
+        }
+        if (zm_is_zero(data, enc->page_size)) {
+            enc->zero_index[zero++] = (uint32_t)pages[i].index;
+            continue;
+        }
+        zm_put_le32(table + 4 * (*normal)++, (uint32_t)pages[i].index);
+        struct iovec *prev = *iovcnt ? &enc->iov[*iovcnt - 1] : NULL;
+        if (prev &&
+            (const unsigned char *)prev->iov_base + prev->iov_len == data) {
+            prev->iov_len += enc->page_size;
+        } else {
+            enc->iov[(*iovcnt)++] =
+                (struct iovec){ (void *)data, enc->page_size };
+        }
+    }
+    for (uint32_t i = 0; i < zero; i++) {
+        zm_put_le32(table + 4 * (*normal + i), enc->zero_index[i]);
+    }
+    return 0;
+}
+
 ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
                          const struct zm_page_ref *pages, unsigned count,
                          unsigned flags, void *out, size_t cap,
@@ -223,7 +245,6 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
     unsigned char *packet = out;
     unsigned char *table = packet + ZM_PACKET_HEADER_SIZE;
     uint32_t normal = 0;
-    uint32_t zero = 0;
     int iovcnt = 0;
 
     if (count < 1 || count > enc->max_pages) {
@@ -245,31 +266,10 @@ ZM_API ssize_t zm_encode(zm_encoder *enc, uint32_t region,
                         cap, table_end);
     }
 
-    for (unsigned i = 0; i < count; i++) {
-        const unsigned char *data = pages[i].data;
-
-        if (pages[i].index > UINT32_MAX) {
-            return zm_error(-EINVAL,
-                            "encode: page index %llu does not fit "
-                            "the 32-bit wire field",
-                            (unsigned long long)pages[i].index);
-        }
-        if (zm_is_zero(data, enc->page_size)) {
-            enc->zero_index[zero++] = (uint32_t)pages[i].index;
-            continue;
-        }
-        zm_put_le32(table + 4 * normal++, (uint32_t)pages[i].index);
-        struct iovec *prev = iovcnt ? &enc->iov[iovcnt - 1] : NULL;
-        if (prev &&
-            (const unsigned char *)prev->iov_base + prev->iov_len == data) {
-            prev->iov_len += enc->page_size;
-        } else {
-            enc->iov[iovcnt++] = (struct iovec){ (void *)data, enc->page_size };
-        }
+    if ((ret = build_table(enc, pages, count, table, &normal, &iovcnt)) < 0) {
+        return ret;
     }
-    for (uint32_t i = 0; i < zero; i++) {
-        zm_put_le32(table + 4 * (normal + i), enc->zero_index[i]);
-    }
+    uint32_t zero = count - normal;
 
     size_t data_size = (size_t)normal << enc->page_shift;
     uint64_t data_hash = zm_hash64(NULL, 0, 0);

@@ -29,14 +29,12 @@ struct dst_region {
 };
 
 struct dst_channel {
+    struct zm_chan c; /* first: session.c's helpers walk the array */
     zm_dest *dst;
-    unsigned index;
-    zm_conn *conn;
     zm_decoder *dec;
     unsigned char *packet;
     size_t cap;
     struct iovec *iov; /* where a raw payload goes, hello.max_pages */
-    struct zm_chan_thread t;
     uint64_t pages;
 };
 
@@ -158,11 +156,7 @@ static void shutdown_all(zm_dest *dst)
      * failure from a crash after its END (and must not resume then). */
     zm_conn_shutdown_read(dst->main);
     zm_conn_shutdown(dst->pending);
-    for (unsigned i = 0; dst->chans && i < dst->nchans; i++) {
-        if (dst->chans[i].conn != dst->main) {
-            zm_conn_shutdown(dst->chans[i].conn);
-        }
-    }
+    zm_chans_shutdown(dst->chans, sizeof(*dst->chans), dst->nchans, dst->main);
 }
 
 /*
@@ -236,9 +230,9 @@ static int read_error(struct dst_channel *ch, int ret)
     if (ret == -ENODATA || ret == -ECONNRESET) {
         return zm_error(-ECONNRESET,
                         "channel %u: the stream ends inside a packet",
-                        ch->index);
+                        ch->c.index);
     }
-    return zm_error(ret, "channel %u: %s", ch->index, zm_strerror(ret));
+    return zm_error(ret, "channel %u: %s", ch->c.index, zm_strerror(ret));
 }
 
 /*
@@ -252,30 +246,31 @@ static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
     struct zm_packet_info info = { .sizeof_info = sizeof(info) };
     size_t first = len < ZM_PACKET_HEADER_SIZE ? len : ZM_PACKET_HEADER_SIZE;
     int iovcnt = 0;
-    int ret = zm_conn_read_all(ch->conn, ch->packet, first);
+    int ret = zm_conn_read_all(ch->c.conn, ch->packet, first);
 
     if (ret < 0) {
         return read_error(ch, ret);
     }
     if ((ret = zm_packet_reader_start(&rd, ch->dec, ch->packet, len)) < 0) {
-        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+        return zm_error(ret, "channel %u: %s", ch->c.index, zm_errmsg());
     }
-    ret = zm_conn_read_all(ch->conn, ch->packet + first, rd.head_size - first);
+    ret =
+        zm_conn_read_all(ch->c.conn, ch->packet + first, rd.head_size - first);
     if (ret < 0) {
         return read_error(ch, ret);
     }
     int raw = zm_packet_reader_table(&rd, ch->packet, ch->iov, &iovcnt);
     if (raw < 0) {
-        return zm_error(raw, "channel %u: %s", ch->index, zm_errmsg());
+        return zm_error(raw, "channel %u: %s", ch->c.index, zm_errmsg());
     }
-    ret = raw ? zm_conn_readv_all(ch->conn, ch->iov, iovcnt)
-              : zm_conn_read_all(ch->conn, ch->packet + rd.head_size,
+    ret = raw ? zm_conn_readv_all(ch->c.conn, ch->iov, iovcnt)
+              : zm_conn_read_all(ch->c.conn, ch->packet + rd.head_size,
                                  len - rd.head_size);
     if (ret < 0) {
         return read_error(ch, ret);
     }
     if ((ret = zm_packet_reader_end(&rd, ch->packet, &info)) < 0) {
-        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+        return zm_error(ret, "channel %u: %s", ch->c.index, zm_errmsg());
     }
     ch->pages += info.pages;
     pthread_mutex_lock(&dst->stats_lock);
@@ -292,16 +287,16 @@ static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
 static int data_frame(zm_dest *dst, struct dst_channel *ch)
 {
     uint32_t type, len;
-    int ret = zm_frame_read_header(ch->conn, ch->cap, &type, &len);
+    int ret = zm_frame_read_header(ch->c.conn, ch->cap, &type, &len);
 
     if (ret == -ENODATA) {
-        return zm_error(-ECONNRESET, "channel %u: %s", ch->index,
+        return zm_error(-ECONNRESET, "channel %u: %s", ch->c.index,
                         dst->one_stream ? "the stream ends before the "
                                           "migration does"
                                         : "closed before the final round");
     }
     if (ret < 0) {
-        return zm_error(ret, "channel %u: %s", ch->index, zm_errmsg());
+        return zm_error(ret, "channel %u: %s", ch->c.index, zm_errmsg());
     }
     if (type == ZM_FRAME_PACKET) {
         return apply_packet(dst, ch, len);
@@ -310,14 +305,14 @@ static int data_frame(zm_dest *dst, struct dst_channel *ch)
         return zm_error(-EPROTO,
                         "channel %u: unexpected %s frame of %u "
                         "bytes",
-                        ch->index, zm_frame_name(type), len);
+                        ch->c.index, zm_frame_name(type), len);
     }
     unsigned char body[ZM_SYNC_SIZE];
-    if ((ret = zm_conn_read_all(ch->conn, body, sizeof(body))) < 0) {
-        return zm_error(-ECONNRESET, "channel %u: torn SYNC", ch->index);
+    if ((ret = zm_conn_read_all(ch->c.conn, body, sizeof(body))) < 0) {
+        return zm_error(-ECONNRESET, "channel %u: torn SYNC", ch->c.index);
     }
     if (zm_get_le32(body + 4) & ~ZM_SYNC_FINAL) {
-        return zm_error(-EPROTO, "channel %u: unknown SYNC flags", ch->index);
+        return zm_error(-EPROTO, "channel %u: unknown SYNC flags", ch->c.index);
     }
     if ((ret = barrier(dst)) < 0) {
         return ret;
@@ -340,7 +335,7 @@ static void *data_thread(void *arg)
             break;
         }
     }
-    zm_chan_thread_exit(&ch->t);
+    zm_chan_exit(&ch->c);
     return NULL;
 }
 
@@ -423,7 +418,7 @@ static int make_channels(zm_dest *dst)
     for (unsigned i = 0; i < dst->nchans; i++) {
         struct dst_channel *ch = &dst->chans[i];
         ch->dst = dst;
-        ch->index = i + 1;
+        ch->c.index = i + 1;
         if ((ret = zm_decoder_new(&opts, &ch->dec)) < 0) {
             return ret;
         }
@@ -547,7 +542,7 @@ static int accept_channels(zm_dest *dst)
         }
         if (ret == 0 &&
             (memcmp(h.session, dst->hello.session, 16) != 0 || h.channel < 1 ||
-             h.channel > dst->nchans || dst->chans[h.channel - 1].conn)) {
+             h.channel > dst->nchans || dst->chans[h.channel - 1].c.conn)) {
             ret = zm_error(-EPROTO,
                            "a connection that is not a new data "
                            "channel of this migration (channel %u)",
@@ -556,7 +551,7 @@ static int accept_channels(zm_dest *dst)
         pthread_mutex_lock(&dst->lock);
         dst->pending = NULL;
         if (ret == 0) {
-            dst->chans[h.channel - 1].conn = conn;
+            dst->chans[h.channel - 1].c.conn = conn;
         }
         pthread_mutex_unlock(&dst->lock);
         if (ret < 0) {
@@ -573,7 +568,7 @@ static int read_file(zm_dest *dst, uint64_t *pages)
 {
     struct dst_channel *ch = &dst->chans[0];
 
-    ch->conn = dst->main;
+    ch->c.conn = dst->main;
     for (;;) {
         /* A file cannot be shut down under a read: look for a cancel. */
         if (atomic_load(&dst->cancelled)) {
@@ -697,14 +692,14 @@ static int receive(zm_dest *dst)
         return ret;
     }
     for (unsigned i = 0; i < dst->nchans; i++) {
-        if ((ret = zm_chan_thread_start(&dst->chans[i].t, data_thread,
-                                        &dst->chans[i])) < 0) {
+        if ((ret = zm_chan_start(&dst->chans[i].c, data_thread,
+                                 &dst->chans[i])) < 0) {
             /* Those started would wait at the first SYNC for this one. */
             return fail(dst, ret);
         }
     }
     for (unsigned i = 0; i < dst->nchans; i++) {
-        zm_chan_thread_join(&dst->chans[i].t);
+        zm_chan_join(&dst->chans[i].c);
         pages += dst->chans[i].pages;
     }
     pthread_mutex_lock(&dst->lock);
@@ -768,23 +763,17 @@ ZM_API int zm_dest_run(zm_dest *dst)
     }
 
     double cpu = zm_thread_cpu() - cpu0;
-    for (unsigned i = 0; i < dst->nchans; i++) {
-        cpu += zm_chan_thread_join(&dst->chans[i].t);
-    }
+    cpu += zm_chans_join(dst->chans, sizeof(*dst->chans), dst->nchans);
     pthread_mutex_lock(&dst->lock);
     for (unsigned i = 0; i < dst->nchans; i++) {
-        struct dst_channel *ch = &dst->chans[i];
-        if (ch->conn != dst->main) {
-            zm_conn_close(ch->conn);
-        }
-        zm_decoder_free(ch->dec);
-        free(ch->packet);
-        free(ch->iov);
+        zm_decoder_free(dst->chans[i].dec);
+        free(dst->chans[i].packet);
+        free(dst->chans[i].iov);
     }
+    zm_chans_close(dst->chans, sizeof(*dst->chans), dst->nchans, dst->main);
     free(dst->chans);
     dst->chans = NULL;
     dst->nchans = 0;
-    zm_conn_close(dst->main);
     dst->main = NULL;
     pthread_mutex_unlock(&dst->lock);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/bounds.h"
 #include "common/endian_util.h"
 #include "common/error.h"
 #include "common/hash.h"
@@ -72,17 +73,14 @@ int zm_params_check(const struct zm_params *p)
                         p->compression_level, zm_codec_name(p->compression),
                         min, max);
     }
-    if (p->page_size < ZM_MIN_PAGE_SIZE || p->page_size > ZM_MAX_PAGE_SIZE ||
-        (p->page_size & (p->page_size - 1)) != 0 ||
-        p->page_size < (uint32_t)sysconf(_SC_PAGESIZE)) {
-        return zm_error(-EINVAL,
-                        "page size %u: a power of two, at least "
-                        "the system's %ld",
-                        p->page_size, sysconf(_SC_PAGESIZE));
+    if ((ret = zm_check_page_size(p->page_size)) < 0 ||
+        (ret = zm_check_batch_pages(p->batch_pages)) < 0) {
+        return ret;
     }
-    if (p->batch_pages < 1 || p->batch_pages > ZM_MAX_BATCH_PAGES) {
-        return zm_error(-EINVAL, "batch of %u pages outside 1..%u",
-                        p->batch_pages, ZM_MAX_BATCH_PAGES);
+    /* Dirty tracking sees the system's pages, no smaller. */
+    if (p->page_size < (uint32_t)sysconf(_SC_PAGESIZE)) {
+        return zm_error(-EINVAL, "page size %u is below the system's %ld",
+                        p->page_size, sysconf(_SC_PAGESIZE));
     }
     if (p->max_iterations < 1) {
         return zm_error(-EINVAL, "max-iterations must be at least 1");
@@ -239,28 +237,64 @@ int zm_failure_raise(const struct zm_failure *f)
     return zm_error(f->error, "%s", f->msg);
 }
 
-/* ---- channel threads ---- */
+/* ---- channels ---- */
 
-int zm_chan_thread_start(struct zm_chan_thread *t, void *(*fn)(void *),
-                         void *arg)
+int zm_chan_start(struct zm_chan *c, void *(*fn)(void *), void *arg)
 {
-    if (pthread_create(&t->thread, NULL, fn, arg) != 0) {
+    if (pthread_create(&c->thread, NULL, fn, arg) != 0) {
         return zm_error(-EAGAIN, "cannot start channel threads");
     }
-    t->started = true;
+    c->started = true;
     return 0;
 }
 
-double zm_chan_thread_join(struct zm_chan_thread *t)
+void zm_chan_exit(struct zm_chan *c)
 {
-    if (t->started) {
-        pthread_join(t->thread, NULL);
-        t->started = false;
-    }
-    return t->cpu;
+    c->cpu = zm_thread_cpu();
 }
 
-void zm_chan_thread_exit(struct zm_chan_thread *t)
+double zm_chan_join(struct zm_chan *c)
 {
-    t->cpu = zm_thread_cpu();
+    if (c->started) {
+        pthread_join(c->thread, NULL);
+        c->started = false;
+    }
+    return c->cpu;
+}
+
+static struct zm_chan *chan_at(void *chans, size_t stride, unsigned i)
+{
+    return (struct zm_chan *)(void *)((char *)chans + (size_t)i * stride);
+}
+
+double zm_chans_join(void *chans, size_t stride, unsigned n)
+{
+    double cpu = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        cpu += zm_chan_join(chan_at(chans, stride, i));
+    }
+    return cpu;
+}
+
+void zm_chans_shutdown(void *chans, size_t stride, unsigned n, zm_conn *main)
+{
+    for (unsigned i = 0; chans && i < n; i++) {
+        struct zm_chan *c = chan_at(chans, stride, i);
+        if (c->conn != main) {
+            zm_conn_shutdown(c->conn);
+        }
+    }
+}
+
+void zm_chans_close(void *chans, size_t stride, unsigned n, zm_conn *main)
+{
+    for (unsigned i = 0; chans && i < n; i++) {
+        struct zm_chan *c = chan_at(chans, stride, i);
+        if (c->conn != main) {
+            zm_conn_close(c->conn);
+        }
+        c->conn = NULL;
+    }
+    zm_conn_close(main);
 }

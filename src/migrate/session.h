@@ -100,22 +100,38 @@ void zm_failure_record(struct zm_failure *f, int err);
 /* Makes the recorded failure this thread's error again; returns it. */
 int zm_failure_raise(const struct zm_failure *f);
 
-/* ---- channel threads ---- */
+/* ---- channels ---- */
 
-struct zm_chan_thread {
+/*
+ * What every data channel has, on either side: the first member of each
+ * side's own channel struct, so that the helpers below walk an array of
+ * those (n of them, stride bytes apart).
+ */
+struct zm_chan {
+    unsigned index; /* 1..n */
+    zm_conn *conn;  /* the main one's, on a one-stream transport */
     pthread_t thread;
     bool started;
     double cpu; /* the thread's CPU seconds, set as it ends */
 };
 
-/* Starts fn(arg); -EAGAIN with a message when the system cannot. */
-int zm_chan_thread_start(struct zm_chan_thread *t, void *(*fn)(void *),
-                         void *arg);
-
-/* Joins the thread if it was started; returns its CPU seconds. */
-double zm_chan_thread_join(struct zm_chan_thread *t);
+/* Starts fn(arg) as c's thread; -EAGAIN with a message when it cannot. */
+int zm_chan_start(struct zm_chan *c, void *(*fn)(void *), void *arg);
 
 /* For the thread itself, as it ends. */
-void zm_chan_thread_exit(struct zm_chan_thread *t);
+void zm_chan_exit(struct zm_chan *c);
+
+/* Joins c's thread if it was started; returns its CPU seconds. */
+double zm_chan_join(struct zm_chan *c);
+
+/* Joins every channel's thread; returns their CPU seconds. */
+double zm_chans_join(void *chans, size_t stride, unsigned n);
+
+/* Shuts down every channel's connection but main, which the side's own
+ * rule shuts down. */
+void zm_chans_shutdown(void *chans, size_t stride, unsigned n, zm_conn *main);
+
+/* Closes every channel's connection, and main. */
+void zm_chans_close(void *chans, size_t stride, unsigned n, zm_conn *main);
 
 #endif /* ZM_SESSION_H */

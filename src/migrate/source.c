@@ -292,9 +292,9 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
     for (unsigned i = 0; i < src->nchans; i++) {
         struct src_channel *ch = &src->chans[i];
         if (src->one_stream) {
-            ch->conn = src->main;
-        } else if ((ret = open_channel(src, uri, &hello, ch->index,
-                                       &ch->conn)) < 0) {
+            ch->c.conn = src->main;
+        } else if ((ret = open_channel(src, uri, &hello, ch->c.index,
+                                       &ch->c.conn)) < 0) {
             return ret;
         }
     }
@@ -330,7 +330,7 @@ static int setup(zm_source *src, const char *uri_text)
     for (unsigned i = 0; i < src->nchans; i++) {
         struct src_channel *ch = &src->chans[i];
         ch->src = src;
-        ch->index = i + 1;
+        ch->c.index = i + 1;
         if ((ret = zm_encoder_new(&eo, &ch->enc)) < 0) {
             return ret;
         }
@@ -347,8 +347,8 @@ static int setup(zm_source *src, const char *uri_text)
         return ret;
     }
     for (unsigned i = 0; i < src->nchans; i++) {
-        if ((ret = zm_chan_thread_start(&src->chans[i].t, src_channel_thread,
-                                        &src->chans[i])) < 0) {
+        if ((ret = zm_chan_start(&src->chans[i].c, src_channel_thread,
+                                 &src->chans[i])) < 0) {
             return ret;
         }
     }
@@ -541,7 +541,7 @@ static int live_round(zm_source *src, uint32_t round, double t_rounds,
         .page_size = src->p.page_size,
     };
     for (unsigned i = 0; !src->one_stream && i < src->nchans; i++) {
-        sample.queued_bytes += zm_conn_unsent(src->chans[i].conn);
+        sample.queued_bytes += zm_conn_unsent(src->chans[i].c.conn);
     }
     struct zm_convergence conv;
     pthread_mutex_lock(&src->stats_lock);
@@ -599,23 +599,17 @@ static void teardown(zm_source *src)
     src->quit = true;
     pthread_cond_broadcast(&src->work_cond);
     pthread_mutex_unlock(&src->lock);
-    double cpu = zm_thread_cpu();
-    for (unsigned i = 0; i < src->nchans; i++) {
-        cpu += zm_chan_thread_join(&src->chans[i].t);
-    }
+    double cpu = zm_thread_cpu() +
+                 zm_chans_join(src->chans, sizeof(*src->chans), src->nchans);
     pthread_mutex_lock(&src->lock);
     for (unsigned i = 0; i < src->nchans; i++) {
-        struct src_channel *ch = &src->chans[i];
-        if (ch->conn != src->main) {
-            zm_conn_close(ch->conn);
-        }
-        zm_encoder_free(ch->enc);
-        free(ch->packet);
+        zm_encoder_free(src->chans[i].enc);
+        free(src->chans[i].packet);
     }
+    zm_chans_close(src->chans, sizeof(*src->chans), src->nchans, src->main);
     free(src->chans);
     src->chans = NULL;
     src->nchans = 0;
-    zm_conn_close(src->main);
     src->main = NULL;
     pthread_mutex_unlock(&src->lock);
     zm_dirty_free(src->tracker);

@@ -20,13 +20,11 @@
 #include "session.h"
 
 struct src_channel {
+    struct zm_chan c; /* first: session.c's helpers walk the array */
     zm_source *src;
-    unsigned index; /* 1..n */
-    zm_conn *conn;  /* the main one, on a one-stream transport */
     zm_encoder *enc;
     unsigned char *packet;
     size_t cap;
-    struct zm_chan_thread t;
 };
 
 struct zm_source {

@@ -22,11 +22,7 @@
 static void shutdown_conns(zm_source *src)
 {
     zm_conn_shutdown(src->main);
-    for (unsigned i = 0; src->chans && i < src->nchans; i++) {
-        if (src->chans[i].conn != src->main) {
-            zm_conn_shutdown(src->chans[i].conn);
-        }
-    }
+    zm_chans_shutdown(src->chans, sizeof(*src->chans), src->nchans, src->main);
 }
 
 int src_fail_locked(zm_source *src, int err)
@@ -59,7 +55,7 @@ static int chan_write(struct src_channel *ch, uint32_t type,
     if (src->one_stream) {
         pthread_mutex_lock(&src->write_lock);
     }
-    int ret = zm_frame_write(ch->conn, type, iov, iovcnt);
+    int ret = zm_frame_write(ch->c.conn, type, iov, iovcnt);
     if (src->one_stream) {
         pthread_mutex_unlock(&src->write_lock);
     }
@@ -136,7 +132,7 @@ void *src_channel_thread(void *arg)
     }
     pthread_mutex_unlock(&src->lock);
     free(refs);
-    zm_chan_thread_exit(&ch->t);
+    zm_chan_exit(&ch->c);
     return NULL;
 }
 
