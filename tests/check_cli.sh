@@ -27,6 +27,13 @@ check "--help names every command" sh -c \
      '$zm' --help | grep -q 'EXIT STATUS'"
 check "--version" sh -c "'$zm' --version | grep -q '^zmigrate [0-9]'"
 expect_usage "unknown command" frobnicate
+# `zmigrate vm` runs zmigrate-vm: the one beside it in the build tree,
+# or the one $ZMIGRATE_VM names.
+check "vm: runs zmigrate-vm, which has its own help" sh -c \
+    "'$zm' vm --help | grep -q 'zmigrate vm, zmigrate-vm'"
+check "vm: a ZMIGRATE_VM that is not there: exit 1, says so" sh -c \
+    "ZMIGRATE_VM='$dir/none' '$zm' vm --help >/dev/null 2>'$dir/vmerr';
+     [ \$? -eq 1 ] && grep -q 'cannot run $dir/none (ZMIGRATE_VM)' '$dir/vmerr'"
 expect_usage "send needs --to" send
 expect_usage "--compression: unknown codec 'brotli'" send --to unix:/x \
     --compression brotli

@@ -233,7 +233,7 @@ static void test_caps(void)
 
     /* A socketpair: no caps; peer_spoke once the other end writes. */
     int sv[2];
-    zm_conn *a, *b;
+    zm_conn *a = NULL, *b = NULL;
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
           "socketpair: %s", strerror(errno));
     CHECK(zm_conn_from_fd(sv[0], &a) == 0 && zm_conn_from_fd(sv[1], &b) == 0,
@@ -274,7 +274,7 @@ static void *read_one(void *arg)
 static void test_shutdown_read(void)
 {
     int sv[2];
-    zm_conn *a, *b;
+    zm_conn *a = NULL, *b = NULL;
     pthread_t thread;
     struct read_arg r = { NULL, 1 };
 
