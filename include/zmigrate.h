@@ -299,6 +299,94 @@ ZM_API int zm_decode(zm_decoder *dec, const void *packet, size_t len,
                      struct zm_packet_info *info);
 
 /* ---------------------------------------------------------------------- */
+/* Offload: compression handed to a device or a pool of cores             */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A backend compresses batches of pages into ordinary packets (the
+ * receiver cannot tell who made one), asynchronously: the source's data
+ * channels submit batches and collect completions, and compress a batch
+ * themselves when the backend is busy, fails, hangs or is out of service
+ * (doc/offload.md).  In-tree backends: "cpu" (a pool of compression
+ * workers) and "emulated" (the pool as a device with latency, a queue
+ * depth, busy periods and injected failures, for tests).  An embedder may
+ * pass its own (zm_params.offload_ops).
+ */
+#define ZM_OFFLOAD_VERSION 1
+
+/* What a backend can do; filled by its caps(). */
+struct zm_offload_caps {
+    size_t sizeof_caps;   /* set by the library */
+    uint32_t codecs;      /* bit (1u << id) of each codec it compresses */
+    uint32_t max_pages;   /* largest batch it takes (<= ZM_MAX_BATCH_PAGES) */
+    unsigned queue_depth; /* jobs in flight before it answers busy */
+    uint32_t min_pages;   /* smaller batches are cheaper in software */
+};
+
+/* One batch to compress into a packet. */
+struct zm_offload_job {
+    size_t sizeof_job; /* set by the library */
+    /* Set by the library before submit(); unchanged until completion. */
+    uint32_t region;
+    const struct zm_page_ref *pages; /* the pages, never copied by the
+                                      * interface: they stay mapped */
+    unsigned count;
+    unsigned flags; /* ZM_ENCODE_STABLE */
+    int codec;      /* enum zm_codec, one of caps.codecs */
+    int level;
+    void *out; /* the packet goes here: cap bytes, zm_encoder_bound() */
+    size_t cap;
+    /* Set by the backend before it hands the job back from poll(). */
+    ssize_t result; /* the packet's size, or -errno: the library redoes the
+                     * batch in software */
+};
+
+/*
+ * A backend.  Every function is called with the library's own structs;
+ * dev is what open() made.  submit() and poll() on one queue come from one
+ * thread at a time; different queues, from different threads at once.
+ */
+struct zm_offload_ops {
+    uint32_t version;  /* ZM_OFFLOAD_VERSION the backend was built with */
+    size_t sizeof_ops; /* sizeof(struct zm_offload_ops) as it was built */
+    const char *name;
+    /* args: "key=value,..." (may be empty); page_size: the migration's. */
+    int (*open)(const char *args, uint32_t page_size, void **dev);
+    /* After every queue is freed. */
+    void (*close)(void *dev);
+    int (*caps)(void *dev, struct zm_offload_caps *caps);
+    /* One queue per submitting thread. */
+    int (*queue_new)(void *dev, void **queue);
+    /* Hands back, or forgets, every job still in the queue: once it
+     * returns, the backend no longer touches their pages or buffers. */
+    void (*queue_free)(void *queue);
+    /*
+     * Queues job.  0: queued; -EBUSY: full now, the library compresses it
+     * itself (not an error); any other -errno: the device failed, and the
+     * library takes it out of service for a while.
+     */
+    int (*submit)(void *queue, struct zm_offload_job *job);
+    /*
+     * Waits up to timeout_ms (0: not at all) for completed jobs of this
+     * queue; puts up to max of them in done and returns how many, or a
+     * negative errno when the device is lost.
+     */
+    int (*poll)(void *queue, struct zm_offload_job **done, unsigned max,
+                int timeout_ms);
+    /*
+     * Optional (NULL): the host CPU seconds the device has spent since
+     * open(), for the sender's cpu_seconds; a pool of threads counts them.
+     */
+    double (*cpu_seconds)(void *dev);
+};
+
+/*
+ * The in-tree backend called name ("cpu", "emulated"), or NULL.  Thread
+ * safe.
+ */
+ZM_API const struct zm_offload_ops *zm_offload_by_name(const char *name);
+
+/* ---------------------------------------------------------------------- */
 /* Live migration                                                          */
 /* ---------------------------------------------------------------------- */
 
@@ -328,6 +416,14 @@ struct zm_params {
      * fails the migration, naming the first differing page (false).
      */
     bool verify;
+    /*
+     * Compression offload: an in-tree backend, "NAME[:KEY=VALUE,...]"
+     * ("cpu:threads=2", "emulated:latency=200us,depth=64"), or NULL to
+     * compress on the channel threads (NULL).  offload_ops, when set, is
+     * the embedder's own backend and offload its arguments.  Copied.
+     */
+    const char *offload;
+    const struct zm_offload_ops *offload_ops;
 };
 
 /* Fills params with the defaults above, sizeof_params included. */
@@ -384,6 +480,12 @@ struct zm_stats {
     uint64_t payload_bytes;   /* the normal pages' bytes on the wire */
     uint64_t raw_bytes;       /* of those, sent uncompressed */
     double cpu_seconds;       /* this side's threads */
+    /* Offload (source): batches the backend compressed, batches compressed
+     * in software instead (small, busy, out of service), and batches the
+     * backend failed or hung on (redone in software). */
+    uint64_t offloaded;
+    uint64_t offload_fallbacks;
+    uint64_t offload_failures;
 };
 
 typedef struct zm_source zm_source;

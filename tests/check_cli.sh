@@ -42,6 +42,8 @@ expect_usage "--guest-ram" send --to unix:/x --guest-ram 12k3
 expect_usage "--max-bandwidth" send --to unix:/x --max-bandwidth fast
 expect_usage "--downtime-limit" send --to unix:/x --downtime-limit -3ms
 expect_usage "--workload" send --to unix:/x --workload sleepy
+expect_usage "--offload: no backend 'qat'" send --to unix:/x --offload qat
+expect_usage "--compress-threads" send --to unix:/x --compress-threads 0
 expect_usage "recv needs --listen" recv
 expect_usage "unexpected argument" recv --listen unix:/x extra
 
@@ -97,6 +99,21 @@ assert [x['final'] for x in rounds] == [False] * (len(rounds) - 1) + [True]
 pages = sum(x['pages'] for x in rounds)
 assert pages == s['ram']['normal'] + s['ram']['duplicate'], pages"
 fi
+
+# Offload: a failing emulated device; the migration completes, verified,
+# and the JSON counts what the device did and what it failed.
+"$zm" demo --guest-ram 32M --vcpus 1 --dirty-rate 10M --json --quiet \
+    --offload emulated:fail-every=4,latency=100us >"$dir/off.json" 2>&1
+check "offload: a failing device, the demo completes and verifies" sh -c \
+    "[ \$(grep -c '\"status\": \"completed\"' '$dir/off.json') -eq 2 ]"
+check "offload: the sender's JSON counts offloaded and failed batches" \
+    grep -q '"offload": {"offloaded": [1-9][0-9]*, "fallbacks": [0-9]*, "failures": [1-9]' \
+    "$dir/off.json"
+"$zm" send --to "file:$dir/bad.zm" --offload emulated:colour=red \
+    --guest-ram 4M --quiet >"$dir/out" 2>&1
+status=$?
+check "offload: an unknown backend key fails the run, naming it" sh -c \
+    "[ $status -eq 1 ] && grep -q \"unknown key 'colour'\" '$dir/out'"
 
 # file: save, then restore.
 "$zm" send --to "file:$dir/guest.zm" --guest-ram 32M --workload writer \

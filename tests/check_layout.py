@@ -14,8 +14,9 @@ freestanding guest kernel; tests/, fuzz/ and bench/ may include anything).
     engine        src/engine/             zmigrate.h, common, codec
     dirty         src/dirty/              zmigrate.h, common
     channel       src/channel/            zmigrate.h, common
+    offload       src/offload/            zmigrate.h, common, codec, engine
     migrate       src/migrate/            zmigrate.h, common, codec,
-                                          engine, dirty, channel
+                                          engine, dirty, channel, offload
     tools         tools/                  zmigrate.h
     cli           cli/                    zmigrate.h, tools
     vm            vm/ (not vm/guest/)     zmigrate.h, tools
@@ -50,7 +51,8 @@ LAYERS = {  # layer -> layers it may include besides itself and zmigrate.h
     'engine': {'common', 'codec'},
     'dirty': {'common'},
     'channel': {'common'},
-    'migrate': {'common', 'codec', 'engine', 'dirty', 'channel'},
+    'offload': {'common', 'codec', 'engine'},
+    'migrate': {'common', 'codec', 'engine', 'dirty', 'channel', 'offload'},
     'tools': set(),
     'cli': {'tools'},
     'vm': {'tools'},

@@ -86,6 +86,29 @@ bool zm_migration_option(int c, const char *arg,
         mo->params.batch_pages =
             (uint32_t)zm_parse_count_opt("--batch-pages", arg, 1, 1024);
         return true;
+    case ZM_OPT_OFFLOAD: {
+        size_t name = strcspn(arg, ":");
+        char buf[32] = "";
+        if (name < sizeof(buf)) {
+            memcpy(buf, arg, name);
+            buf[name] = '\0';
+        }
+        if (!zm_offload_by_name(buf)) {
+            zm_usage_error("--offload: no backend '%s' (cpu, emulated)", buf);
+        }
+        if (strlen(arg) >= sizeof(mo->offload)) {
+            zm_usage_error("--offload: '%s' is too long", arg);
+        }
+        snprintf(mo->offload, sizeof(mo->offload), "%s", arg);
+        mo->params.offload = mo->offload;
+        return true;
+    }
+    case ZM_OPT_COMPRESS_THREADS:
+        snprintf(
+            mo->offload, sizeof(mo->offload), "cpu:threads=%u",
+            (unsigned)zm_parse_count_opt("--compress-threads", arg, 1, 256));
+        mo->params.offload = mo->offload;
+        return true;
     case ZM_OPT_VERIFY:
     case ZM_OPT_NO_VERIFY:
         mo->params.verify = c == ZM_OPT_VERIFY;
@@ -208,7 +231,9 @@ static void print_result(FILE *out, const char *side, const struct zm_stats *st,
             "\"normal-bytes\": %llu, \"dirty-pages-rate\": %llu, "
             "\"dirty-sync-count\": %llu, \"skipped\": %llu, "
             "\"mbps\": %.3f, \"pages-per-second\": %llu}, "
-            "\"compression-ratio\": %.4f, \"cpu-seconds\": %.3f",
+            "\"compression-ratio\": %.4f, \"cpu-seconds\": %.3f, "
+            "\"offload\": {\"offloaded\": %llu, \"fallbacks\": %llu, "
+            "\"failures\": %llu}",
             (unsigned long long)st->total_time_ms,
             (unsigned long long)st->setup_time_ms,
             (unsigned long long)st->downtime_ms,
@@ -222,7 +247,9 @@ static void print_result(FILE *out, const char *side, const struct zm_stats *st,
             (unsigned long long)st->dirty_sync_count,
             (unsigned long long)st->skipped, st->mbps,
             (unsigned long long)st->pages_per_second, st->compression_ratio,
-            st->cpu_seconds);
+            st->cpu_seconds, (unsigned long long)st->offloaded,
+            (unsigned long long)st->offload_fallbacks,
+            (unsigned long long)st->offload_failures);
         if (rounds) {
             print_rounds(out, rounds, nrounds);
         }
@@ -253,6 +280,14 @@ static void print_result(FILE *out, const char *side, const struct zm_stats *st,
             st->max_iterations_reached ? " (max-iterations reached)" : "",
             st->mbps, (unsigned long long)st->pages_per_second,
             st->cpu_seconds);
+    if (st->offloaded || st->offload_fallbacks || st->offload_failures) {
+        fprintf(out,
+                "  offload: %llu batches offloaded, %llu compressed here "
+                "instead, %llu failed and redone here\n",
+                (unsigned long long)st->offloaded,
+                (unsigned long long)st->offload_fallbacks,
+                (unsigned long long)st->offload_failures);
+    }
     fflush(out);
 }
 

@@ -32,6 +32,8 @@ enum {
     ZM_OPT_DOWNTIME,
     ZM_OPT_ITERATIONS,
     ZM_OPT_BATCH,
+    ZM_OPT_OFFLOAD,
+    ZM_OPT_COMPRESS_THREADS,
     ZM_OPT_VERIFY,
     ZM_OPT_NO_VERIFY,
     ZM_OPT_JSON,
@@ -48,6 +50,9 @@ enum {
         { "downtime-limit", required_argument, NULL, ZM_OPT_DOWNTIME },   \
         { "max-iterations", required_argument, NULL, ZM_OPT_ITERATIONS }, \
         { "batch-pages", required_argument, NULL, ZM_OPT_BATCH },         \
+        { "offload", required_argument, NULL, ZM_OPT_OFFLOAD },           \
+        { "compress-threads", required_argument, NULL,                    \
+          ZM_OPT_COMPRESS_THREADS },                                      \
         { "verify", no_argument, NULL, ZM_OPT_VERIFY },                   \
         { "no-verify", no_argument, NULL, ZM_OPT_NO_VERIFY },             \
         { "json", no_argument, NULL, ZM_OPT_JSON },                       \
@@ -68,6 +73,15 @@ enum {
     "                             (default 30)\n"                             \
     "    --batch-pages N          pages per packet, 1..1024 (default 128):\n" \
     "                             larger batches compress a little better\n"  \
+    "    --offload NAME[:KEY=VALUE,...]\n"                                    \
+    "                             compress on a backend, in software when\n"  \
+    "                             it is busy or fails: cpu (threads=N,\n"     \
+    "                             depth=D, min-pages=P) or emulated (also\n"  \
+    "                             latency=200us, busy-every=, busy-for=,\n"   \
+    "                             fail-every=N, hang-every=N,\n"              \
+    "                             lose-after=N); see doc/offload.md\n"        \
+    "    --compress-threads N     --offload cpu:threads=N: N workers\n"       \
+    "                             compress, the channels only send\n"         \
     "    --verify                 after completion both sides hash all RAM\n" \
     "                             and compare (--no-verify: don't)\n"
 
@@ -76,6 +90,7 @@ struct zm_migration_options {
     struct zm_params params;
     bool json;
     bool quiet;
+    char offload[64]; /* params.offload points here */
 };
 
 /*

@@ -22,6 +22,52 @@
 
 /* ---- the object ---- */
 
+/*
+ * The offload backend params ask for: the embedder's own, with
+ * params.offload as its arguments, or "NAME[:ARGS]" of an in-tree one.
+ */
+static int choose_offload(zm_source *src)
+{
+    const char *spec = src->p.offload;
+    const char *args = spec;
+
+    src->p.offload = NULL; /* the caller's string: copied below */
+    src->offload_ops = src->p.offload_ops;
+    if (!src->offload_ops && spec) {
+        const char *colon = strchr(spec, ':');
+        size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+        char name[32];
+        if (len >= sizeof(name)) {
+            return zm_error(-EINVAL, "offload '%s': no such backend", spec);
+        }
+        memcpy(name, spec, len);
+        name[len] = '\0';
+        src->offload_ops = zm_offload_by_name(name);
+        if (!src->offload_ops) {
+            return zm_error(
+                -EINVAL, "offload '%s': no such backend (cpu, emulated)", name);
+        }
+        args = colon ? colon + 1 : "";
+    }
+    if (src->offload_ops) {
+        src->offload_args = strdup(args ? args : "");
+        if (!src->offload_args) {
+            return zm_error(-ENOMEM, "out of memory");
+        }
+    }
+    return 0;
+}
+
+/* Takes the offload's counters into the stats; under stats_lock. */
+static void offload_stats(zm_source *src)
+{
+    if (src->offload) {
+        zm_offload_counters(src->offload, &src->stats.offloaded,
+                            &src->stats.offload_fallbacks,
+                            &src->stats.offload_failures);
+    }
+}
+
 ZM_API int zm_source_new(const struct zm_params *params,
                          const struct zm_source_hooks *hooks, zm_source **out)
 {
@@ -39,6 +85,10 @@ ZM_API int zm_source_new(const struct zm_params *params,
     }
     zm_pageset_init(&src->pages, src->p.page_size);
     src->stats.sizeof_stats = sizeof(src->stats);
+    if ((ret = choose_offload(src)) < 0) {
+        free(src);
+        return ret;
+    }
     if (src->p.dirty_tracking == ZM_TRACKING_EMBEDDER &&
         !src->hooks.dirty_log) {
         free(src);
@@ -90,6 +140,7 @@ ZM_API void zm_source_cancel(zm_source *src)
 ZM_API int zm_source_stats(zm_source *src, struct zm_stats *stats)
 {
     pthread_mutex_lock(&src->stats_lock);
+    offload_stats(src);
     int ret = zm_sized_out(stats, &src->stats, sizeof(src->stats));
     pthread_mutex_unlock(&src->stats_lock);
     return ret < 0 ? zm_error(ret, "zm_stats: sizeof_stats is %zu",
@@ -168,6 +219,7 @@ ZM_API void zm_source_free(zm_source *src)
         return;
     }
     free(src->rounds);
+    free(src->offload_args);
     zm_pageset_free(&src->pages);
     pthread_mutex_destroy(&src->lock);
     pthread_mutex_destroy(&src->write_lock);
@@ -301,6 +353,50 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
     return 0;
 }
 
+/* The offload backend, and each channel's queue on it, when asked for. */
+static int open_offload(zm_source *src)
+{
+    struct zm_offload *off;
+    int ret;
+
+    if (!src->offload_ops) {
+        return 0;
+    }
+    ret = zm_offload_open(src->offload_ops, src->offload_args, src->p.page_size,
+                          src->p.compression, src->p.compression_level, &off);
+    if (ret < 0) {
+        return ret;
+    }
+    pthread_mutex_lock(&src->stats_lock);
+    src->offload = off;
+    pthread_mutex_unlock(&src->stats_lock);
+    for (unsigned i = 0; i < src->nchans; i++) {
+        struct src_channel *ch = &src->chans[i];
+        if ((ret = zm_offloader_new(off, ch->enc, ZM_SRC_OFFLOAD_SLOTS,
+                                    src->p.batch_pages, &ch->off)) < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* After the channel threads are joined. */
+static void close_offload(zm_source *src)
+{
+    for (unsigned i = 0; i < src->nchans; i++) {
+        zm_offloader_free(src->chans[i].off);
+        src->chans[i].off = NULL;
+    }
+    double cpu = src->offload ? zm_offload_cpu_seconds(src->offload) : 0;
+    pthread_mutex_lock(&src->stats_lock);
+    offload_stats(src);
+    src->offload_cpu = cpu;
+    struct zm_offload *off = src->offload;
+    src->offload = NULL;
+    pthread_mutex_unlock(&src->stats_lock);
+    zm_offload_close(off);
+}
+
 static int setup(zm_source *src, const char *uri_text)
 {
     struct zm_uri uri;
@@ -339,6 +435,9 @@ static int setup(zm_source *src, const char *uri_text)
         if (!ch->packet) {
             return zm_error(-ENOMEM, "out of memory");
         }
+    }
+    if ((ret = open_offload(src)) < 0) {
+        return ret;
     }
     if ((ret = start_tracking(src)) < 0) {
         return ret;
@@ -601,6 +700,7 @@ static void teardown(zm_source *src)
     pthread_mutex_unlock(&src->lock);
     double cpu = zm_thread_cpu() +
                  zm_chans_join(src->chans, sizeof(*src->chans), src->nchans);
+    close_offload(src);
     pthread_mutex_lock(&src->lock);
     for (unsigned i = 0; i < src->nchans; i++) {
         zm_encoder_free(src->chans[i].enc);
@@ -615,7 +715,9 @@ static void teardown(zm_source *src)
     zm_dirty_free(src->tracker);
     src->tracker = NULL;
     pthread_mutex_lock(&src->stats_lock);
-    src->stats.cpu_seconds = cpu;
+    /* A pool's workers are this side's compressors too. */
+    src->stats.cpu_seconds = cpu + src->offload_cpu;
+    src->offload_cpu = 0;
     pthread_mutex_unlock(&src->stats_lock);
 }
 

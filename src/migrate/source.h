@@ -16,13 +16,18 @@
 
 #include "channel/ratelimit.h"
 #include "dirty/dirty.h"
+#include "offload/offload.h"
 #include "pageset.h"
 #include "session.h"
+
+/* Batches a channel keeps on the offload backend at once. */
+#define ZM_SRC_OFFLOAD_SLOTS 4
 
 struct src_channel {
     struct zm_chan c; /* first: session.c's helpers walk the array */
     zm_source *src;
-    zm_encoder *enc;
+    zm_encoder *enc;          /* also the offload's software fallback */
+    struct zm_offloader *off; /* NULL: compress on this thread */
     unsigned char *packet;
     size_t cap;
 };
@@ -39,6 +44,14 @@ struct zm_source {
     struct src_channel *chans;
     unsigned nchans;
     zm_dirty *tracker;
+
+    /* Compression offload (NULL ops: none); offload is open during a run,
+     * and set and cleared under stats_lock, which zm_source_stats() takes
+     * to read its counters. */
+    const struct zm_offload_ops *offload_ops;
+    char *offload_args;
+    struct zm_offload *offload;
+    double offload_cpu; /* its CPU seconds, taken as it closes */
 
     /* The round's work, under lock. */
     pthread_mutex_t lock;

@@ -69,17 +69,63 @@ static int chan_write(struct src_channel *ch, uint32_t type,
     return ret;
 }
 
-void *src_channel_thread(void *arg)
+/* Writes a packet of len bytes and counts it. */
+static int send_packet(struct src_channel *ch, unsigned char *packet,
+                       size_t len, const struct zm_packet_info *info)
 {
-    struct src_channel *ch = arg;
     zm_source *src = ch->src;
-    struct zm_page_ref *refs = calloc(src->p.batch_pages, sizeof(*refs));
-    unsigned flags = 0;
+    struct iovec iov = { packet, len };
+    int ret = chan_write(ch, ZM_FRAME_PACKET, &iov, 1, len);
 
-    if (!refs) {
-        src_fail(src, zm_error(-ENOMEM, "out of memory"));
-        return NULL;
+    if (ret == 0) {
+        uint64_t bytes = (uint64_t)info->pages * src->p.page_size;
+        pthread_mutex_lock(&src->stats_lock);
+        zm_stats_add_packet(&src->stats, info);
+        src->round_pages += info->pages;
+        src->round_zero_pages += info->zero_pages;
+        src->stats.remaining -=
+            bytes <= src->stats.remaining ? bytes : src->stats.remaining;
+        pthread_mutex_unlock(&src->stats_lock);
     }
+    return ret;
+}
+
+/* After a batch is sent (or failed, with ret < 0); under src->lock. */
+static void batch_done(zm_source *src, unsigned batches, int ret)
+{
+    src->busy -= batches;
+    if (ret < 0) {
+        src_fail_locked(src, ret);
+    }
+    if (src->busy == 0 && zm_pageset_done(&src->pages)) {
+        pthread_cond_broadcast(&src->idle_cond);
+    }
+}
+
+/* Takes the next batch into refs; 0 when the round is handed out.  Under
+ * src->lock; counts the batch busy. */
+static unsigned take_batch(zm_source *src, struct zm_page_ref *refs,
+                           unsigned *region, unsigned *flags)
+{
+    unsigned n = zm_pageset_take(&src->pages, refs, src->p.batch_pages, region);
+
+    if (n == 0) {
+        if (src->busy == 0) {
+            pthread_cond_broadcast(&src->idle_cond);
+        }
+        return 0;
+    }
+    /* Once the guest is stopped, pages no longer change. */
+    *flags = src->stopped ? ZM_ENCODE_STABLE : 0;
+    src->busy++;
+    return n;
+}
+
+/* Compression on this thread: take, encode, send. */
+static void compress_here(struct src_channel *ch, struct zm_page_ref *refs)
+{
+    zm_source *src = ch->src;
+
     pthread_mutex_lock(&src->lock);
     for (;;) {
         while (!src->quit &&
@@ -89,49 +135,101 @@ void *src_channel_thread(void *arg)
         if (src->quit) {
             break;
         }
-        unsigned region;
-        unsigned n =
-            zm_pageset_take(&src->pages, refs, src->p.batch_pages, &region);
+        unsigned region, flags;
+        unsigned n = take_batch(src, refs, &region, &flags);
         if (n == 0) {
-            if (src->busy == 0) {
-                pthread_cond_broadcast(&src->idle_cond);
-            }
             continue;
         }
-        /* Once the guest is stopped, pages no longer change. */
-        flags = src->stopped ? ZM_ENCODE_STABLE : 0;
-        src->busy++;
         pthread_mutex_unlock(&src->lock);
 
         struct zm_packet_info info = { .sizeof_info = sizeof(info) };
         ssize_t len = zm_encode(ch->enc, region, refs, n, flags, ch->packet,
                                 ch->cap, &info);
-        int ret = len < 0 ? (int)len : 0;
-        if (ret == 0) {
-            struct iovec iov = { ch->packet, (size_t)len };
-            ret = chan_write(ch, ZM_FRAME_PACKET, &iov, 1, (size_t)len);
-        }
-        if (ret == 0) {
-            uint64_t bytes = (uint64_t)info.pages * src->p.page_size;
-            pthread_mutex_lock(&src->stats_lock);
-            zm_stats_add_packet(&src->stats, &info);
-            src->round_pages += info.pages;
-            src->round_zero_pages += info.zero_pages;
-            src->stats.remaining -=
-                bytes <= src->stats.remaining ? bytes : src->stats.remaining;
-            pthread_mutex_unlock(&src->stats_lock);
-        } else {
-            src_fail(src, ret);
-        }
+        int ret = len < 0 ? (int)len
+                          : send_packet(ch, ch->packet, (size_t)len, &info);
 
         pthread_mutex_lock(&src->lock);
-        src->busy--;
-        if (src->busy == 0 && zm_pageset_done(&src->pages)) {
-            pthread_cond_broadcast(&src->idle_cond);
-        }
+        batch_done(src, 1, ret);
     }
     pthread_mutex_unlock(&src->lock);
-    free(refs);
+}
+
+/* Sends the packet of a finished slot and gives the slot back. */
+static int send_slot(struct src_channel *ch, struct zm_offload_slot *slot)
+{
+    struct zm_packet_info info = { .sizeof_info = sizeof(info) };
+    int ret = zm_packet_peek(slot->packet, (size_t)slot->len, &info);
+
+    if (ret == 0) {
+        ret = send_packet(ch, slot->packet, (size_t)slot->len, &info);
+    }
+    zm_offloader_release(ch->off, slot);
+    return ret;
+}
+
+/*
+ * Compression offloaded (offload.h): batches go to the backend, up to the
+ * offloader's slots in flight, and their packets go out as they come back;
+ * what the backend cannot take is compressed here.
+ */
+static void compress_offloaded(struct src_channel *ch)
+{
+    zm_source *src = ch->src;
+    struct zm_offload_slot *done[ZM_SRC_OFFLOAD_SLOTS];
+
+    pthread_mutex_lock(&src->lock);
+    while (!src->quit) {
+        bool work = src->round_open && !zm_pageset_done(&src->pages);
+        struct zm_offload_slot *slot = work ? zm_offloader_slot(ch->off) : NULL;
+        if (slot) {
+            unsigned region, flags;
+            unsigned n = take_batch(src, slot->refs, &region, &flags);
+            if (n == 0) {
+                zm_offloader_release(ch->off, slot);
+                continue;
+            }
+            pthread_mutex_unlock(&src->lock);
+            int r = zm_offloader_submit(ch->off, slot, region, n, flags);
+            int ret = r == 1 ? send_slot(ch, slot) : r;
+            pthread_mutex_lock(&src->lock);
+            if (r != 0) {
+                batch_done(src, 1, ret);
+            }
+            continue;
+        }
+        if (zm_offloader_inflight(ch->off) == 0) {
+            pthread_cond_wait(&src->work_cond, &src->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&src->lock);
+        int got = zm_offloader_wait(ch->off, done, 50);
+        int ret = got < 0 ? got : 0;
+        for (int i = 0; i < got; i++) {
+            int sent = send_slot(ch, done[i]);
+            ret = ret < 0 ? ret : sent;
+        }
+        pthread_mutex_lock(&src->lock);
+        batch_done(src, got > 0 ? (unsigned)got : 0, ret);
+    }
+    pthread_mutex_unlock(&src->lock);
+}
+
+void *src_channel_thread(void *arg)
+{
+    struct src_channel *ch = arg;
+    zm_source *src = ch->src;
+
+    if (ch->off) {
+        compress_offloaded(ch);
+    } else {
+        struct zm_page_ref *refs = calloc(src->p.batch_pages, sizeof(*refs));
+        if (!refs) {
+            src_fail(src, zm_error(-ENOMEM, "out of memory"));
+        } else {
+            compress_here(ch, refs);
+        }
+        free(refs);
+    }
     zm_chan_exit(&ch->c);
     return NULL;
 }
