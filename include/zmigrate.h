@@ -38,8 +38,9 @@
  *   -EIO           a codec library or a kernel interface failed
  *   -EAGAIN        a thread could not be started
  *   -ECANCELED     cancelled (zm_source_cancel(), zm_dest_cancel())
- *   -ECONNREFUSED  the peer refused or failed the migration: its reason is
- *                  in zm_errmsg()
+ *   -ECONNREFUSED  refused by the peer: nobody listens there, or it
+ *                  refused or failed the migration (its reason is in
+ *                  zm_errmsg())
  *   -ECONNRESET    the connection (or file) ended before the migration did
  *   -ETIMEDOUT     the data channels did not all connect in time
  *   -ENOTCONN      source only: the switchover went out and no answer came

@@ -233,6 +233,24 @@ static void test_migration_structs(void)
           "rounds wrote past the caller's array");
     rounds[0].sizeof_round = 0;
     CHECK(zm_source_rounds(src, rounds, 8) == -EINVAL, "sizeof_round 0");
+    CHECK(zm_source_rounds(src, NULL, 8) == n, "no array, a cap: the count");
+
+    /* A second run is its own: its END counts its own pages, so the
+     * destination takes it. */
+    char uri[64];
+    zm_dest *dst = NULL;
+    snprintf(uri, sizeof(uri), "file:/tmp/zm-test-abi2-%d", (int)getpid());
+    t_fill_random(ram, sizeof(ram), 8);
+    CHECK(zm_source_run(src, uri) == 0, "second run: %s", zm_errmsg());
+    CHECK(zm_source_stats(src, &full) == 0 &&
+              full.normal + full.duplicate == PAGES,
+          "second run: %llu pages counted, %u sent",
+          (unsigned long long)(full.normal + full.duplicate), PAGES);
+    CHECK(zm_dest_new(NULL, NULL, &dst) == 0 && zm_dest_listen(dst, uri) == 0,
+          "second run: dest");
+    CHECK(zm_dest_run(dst) == 0, "second run restored: %s", zm_errmsg());
+    zm_dest_free(dst);
+    unlink(uri + 5);
     zm_source_free(src);
 
     /* Hooks and params that state no size are refused, not guessed. */

@@ -56,7 +56,8 @@ ZM_API const char *zm_strerror(int err)
     case EEXIST:
         return "region registered twice (EEXIST)";
     case ECONNREFUSED:
-        return "the peer refused or failed the migration (ECONNREFUSED)";
+        return "refused by the peer: nobody listening, or it refused or "
+               "failed the migration (ECONNREFUSED)";
     case ENOTCONN:
         return "no answer after the switchover (ENOTCONN)";
     case ENOBUFS:

@@ -112,8 +112,13 @@ static int cmp_range(const void *a, const void *b)
     return xb < yb ? -1 : xb > yb;
 }
 
+/*
+ * Page size, alignment, sizes; and, for the kernel's trackers (in_kernel),
+ * that every range is mapped and none overlaps another: the embedder's log
+ * knows its own memory, aliases included.
+ */
 static int check_ranges(const struct zm_dirty_range *ranges, unsigned count,
-                        size_t page_size)
+                        size_t page_size, bool in_kernel)
 {
     size_t sys = zm_dirty_sys_page_size();
 
@@ -141,6 +146,9 @@ static int check_ranges(const struct zm_dirty_range *ranges, unsigned count,
             return zm_error(-EINVAL, "dirty: range %u [%p, +%zu) wraps", i,
                             ranges[i].base, size);
         }
+        if (!in_kernel) {
+            continue;
+        }
         /*
          * A hole would go untracked (UFFDIO_REGISTER accepts holes);
          * MS_ASYNC does nothing but fail with ENOMEM on one.
@@ -158,6 +166,9 @@ static int check_ranges(const struct zm_dirty_range *ranges, unsigned count,
         }
     }
 
+    if (!in_kernel) {
+        return 0;
+    }
     /* Overlaps would be registered twice and reported twice. */
     struct zm_dirty_range *sorted = malloc(count * sizeof(*sorted));
     if (!sorted) {
@@ -184,7 +195,8 @@ int zm_dirty_create(const struct zm_dirty_ops *ops,
                     const struct zm_dirty_range *ranges, unsigned count,
                     size_t page_size, void *arg, zm_dirty **out)
 {
-    int ret = check_ranges(ranges, count, page_size);
+    int ret =
+        check_ranges(ranges, count, page_size, ops->kind != ZM_DIRTY_EMBEDDER);
 
     *out = NULL;
     if (ret < 0) {
@@ -226,7 +238,7 @@ int zm_dirty_new(enum zm_dirty_kind kind, const struct zm_dirty_range *ranges,
     if (kind != ZM_DIRTY_AUTO && !find_ops(kind)) {
         return zm_error(-EINVAL, "dirty: unknown tracking kind %d", (int)kind);
     }
-    ret = check_ranges(ranges, count, page_size);
+    ret = check_ranges(ranges, count, page_size, true);
     if (ret < 0) {
         return ret;
     }

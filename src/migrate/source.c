@@ -158,7 +158,7 @@ ZM_API int zm_source_rounds(zm_source *src, struct zm_round *rounds,
     }
     pthread_mutex_lock(&src->stats_lock);
     unsigned n = src->nrounds;
-    for (unsigned i = 0; i < n && i < cap; i++) {
+    for (unsigned i = 0; rounds && i < n && i < cap; i++) {
         struct zm_round *out = (void *)((char *)rounds + i * stride);
         memcpy(out, &stride, sizeof(stride));
         zm_sized_out(out, &src->rounds[i], sizeof(src->rounds[i]));
@@ -330,8 +330,9 @@ static int connect_channels(zm_source *src, const struct zm_uri *uri)
 
     if (getrandom(hello.session, sizeof(hello.session), 0) !=
         (ssize_t)sizeof(hello.session)) {
-        return zm_error(-errno, "no random bytes for the session id: %s",
-                        strerror(errno));
+        int err = errno ? -errno : -EIO;
+        return zm_error(err, "no random bytes for the session id: %s",
+                        zm_strerror(err));
     }
     if ((ret = open_channel(src, uri, &hello, 0, &src->main)) < 0) {
         return ret;
@@ -730,6 +731,12 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     src->t_run = t0;
     src->nrounds = 0;
     src->rounds_cut = false;
+    /* Each run's figures are its own: END's page count above all, which
+     * the destination checks against what arrived. */
+    uint64_t ram = src->stats.total;
+    src->stats =
+        (struct zm_stats){ .sizeof_stats = sizeof(src->stats), .total = ram };
+    src->rounds_wire_bytes = 0;
     pthread_mutex_unlock(&src->stats_lock);
     set_status(src, ZM_STATUS_SETUP);
     int ret = migrate(src, uri, t0);
