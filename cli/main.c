@@ -260,7 +260,8 @@ static int cmd_recv(struct options *o)
     if (o->from && strncmp(o->from, "file:", 5) != 0) {
         zm_usage_error("--from takes a file:PATH, not '%s'", o->from);
     }
-    if (zm_dest_new(NULL, &hooks, &dst) < 0 || zm_dest_listen(dst, uri) < 0) {
+    if (zm_dest_new(&o->mig.params, &hooks, &dst) < 0 ||
+        zm_dest_listen(dst, uri) < 0) {
         fprintf(stderr, "zmigrate recv: %s\n", zm_errmsg());
         return 1;
     }
@@ -397,7 +398,7 @@ static int run_pair(struct options *o, struct zm_stats *send_st,
                                        .opaque = &ds,
                                        .load_state = load_state };
         struct zm_stats st = { .sizeof_stats = sizeof(st) };
-        if (zm_dest_new(NULL, &hooks, &dst) < 0 ||
+        if (zm_dest_new(&o->mig.params, &hooks, &dst) < 0 ||
             zm_dest_listen(dst, uri) < 0) {
             fprintf(stderr, "zmigrate: recv: %s\n", zm_errmsg());
             _exit(1);

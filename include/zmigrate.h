@@ -425,6 +425,12 @@ struct zm_params {
      */
     const char *offload;
     const struct zm_offload_ops *offload_ops;
+    /*
+     * Destination: packets are decoded by a pool of this many workers, and
+     * the data channels only read them (QEMU's decompress-threads); 0: on
+     * the channel threads (0).  Raw packets still go straight into place.
+     */
+    unsigned decompress_threads;
 };
 
 /* Fills params with the defaults above, sizeof_params included. */

@@ -357,13 +357,16 @@ static void test_wrong_packets_and_old_tables(void)
           "a table too short for poll");
 }
 
-/* A whole migration to a file and back, verified, through the backend. */
-static void migrate(const char *offload, struct zm_stats *st)
+/* A whole migration to a file and back, verified, through the backend;
+ * decoded by decompress_threads workers. */
+static void migrate_with(const char *offload, unsigned decompress_threads,
+                         struct zm_stats *st)
 {
     struct zm_params p;
     char uri[64];
     zm_source *src = NULL;
     zm_dest *dst = NULL;
+    const char *name = offload ? offload : "no offload";
 
     zm_params_init(&p);
     p.compression =
@@ -372,7 +375,7 @@ static void migrate(const char *offload, struct zm_stats *st)
     p.batch_pages = 16;
     p.verify = true;
     p.offload = offload;
-    CHECK(zm_source_new(&p, NULL, &src) == 0, "%s: source: %s", offload,
+    CHECK(zm_source_new(&p, NULL, &src) == 0, "%s: source: %s", name,
           zm_errmsg());
     if (!src) {
         return;
@@ -385,20 +388,79 @@ static void migrate(const char *offload, struct zm_stats *st)
         printf("no dirty tracking here (%s): skipped\n", zm_errmsg());
         exit(T_EXIT_SKIP);
     }
-    CHECK(ret == 0, "%s: save: %s", offload, zm_errmsg());
+    CHECK(ret == 0, "%s: save: %s", name, zm_errmsg());
     CHECK(zm_source_stats(src, st) == 0, "stats");
-    CHECK(zm_dest_new(NULL, NULL, &dst) == 0, "dest");
+    struct zm_params dp;
+    zm_params_init(&dp);
+    dp.decompress_threads = decompress_threads;
+    CHECK(zm_dest_new(&dp, NULL, &dst) == 0, "dest");
     CHECK(zm_dest_listen(dst, uri) == 0, "listen");
-    CHECK(zm_dest_run(dst) == 0, "%s: restore, verified: %s", offload,
+    CHECK(zm_dest_run(dst) == 0, "%s: restore, verified: %s", name,
           zm_errmsg());
     void *base = NULL;
     size_t size = 0;
     zm_dest_region(dst, 0, NULL, &base, &size);
     CHECK(base && size == sizeof(ram) && memcmp(base, ram, size) == 0,
-          "%s: the RAM that arrived", offload);
+          "%s: the RAM that arrived", name);
     zm_dest_free(dst);
     zm_source_free(src);
     unlink(uri + 5);
+}
+
+static void migrate(const char *offload, struct zm_stats *st)
+{
+    migrate_with(offload, 0, st);
+}
+
+/* A saved stream with one byte flipped fails cleanly through the pool. */
+static void corrupt_restore(unsigned decompress_threads)
+{
+    char path[64], uri[80];
+    struct zm_params p;
+    zm_source *src = NULL;
+    zm_dest *dst = NULL;
+
+    snprintf(path, sizeof(path), "/tmp/zm-test-offload-bad-%d", (int)getpid());
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    zm_params_init(&p);
+    p.compression =
+        zm_codec_available(ZM_CODEC_ZSTD) ? ZM_CODEC_ZSTD : ZM_CODEC_NONE;
+    p.batch_pages = 16;
+    CHECK(zm_source_new(&p, NULL, &src) == 0 &&
+              zm_source_add_region(src, "ram", ram, sizeof(ram)) == 0 &&
+              zm_source_run(src, uri) == 0,
+          "save: %s", zm_errmsg());
+    zm_source_free(src);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL, "reopen the stream");
+    if (!f) {
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size / 2, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, size / 2, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    zm_params_init(&p);
+    p.decompress_threads = decompress_threads;
+    CHECK(zm_dest_new(&p, NULL, &dst) == 0 && zm_dest_listen(dst, uri) == 0,
+          "dest");
+    int ret = zm_dest_run(dst);
+    CHECK(ret < 0 && zm_errmsg()[0], "a flipped byte restored: %d", ret);
+    zm_dest_free(dst);
+    unlink(path);
+}
+
+static void test_decode_pool(void)
+{
+    struct zm_stats st = { .sizeof_stats = sizeof(st) };
+
+    migrate_with(NULL, 3, &st);
+    migrate_with("cpu:threads=2", 2, &st);
+    corrupt_restore(2);
+    corrupt_restore(0);
 }
 
 static void test_migrations(void)
@@ -452,5 +514,6 @@ int main(void)
     test_lost();
     test_wrong_packets_and_old_tables();
     test_migrations();
+    test_decode_pool();
     return t_exit();
 }

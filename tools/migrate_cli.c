@@ -109,6 +109,10 @@ bool zm_migration_option(int c, const char *arg,
             (unsigned)zm_parse_count_opt("--compress-threads", arg, 1, 256));
         mo->params.offload = mo->offload;
         return true;
+    case ZM_OPT_DECOMPRESS_THREADS:
+        mo->params.decompress_threads =
+            (unsigned)zm_parse_count_opt("--decompress-threads", arg, 0, 256);
+        return true;
     case ZM_OPT_VERIFY:
     case ZM_OPT_NO_VERIFY:
         mo->params.verify = c == ZM_OPT_VERIFY;

@@ -34,6 +34,7 @@ enum {
     ZM_OPT_BATCH,
     ZM_OPT_OFFLOAD,
     ZM_OPT_COMPRESS_THREADS,
+    ZM_OPT_DECOMPRESS_THREADS,
     ZM_OPT_VERIFY,
     ZM_OPT_NO_VERIFY,
     ZM_OPT_JSON,
@@ -53,6 +54,8 @@ enum {
         { "offload", required_argument, NULL, ZM_OPT_OFFLOAD },           \
         { "compress-threads", required_argument, NULL,                    \
           ZM_OPT_COMPRESS_THREADS },                                      \
+        { "decompress-threads", required_argument, NULL,                  \
+          ZM_OPT_DECOMPRESS_THREADS },                                    \
         { "verify", no_argument, NULL, ZM_OPT_VERIFY },                   \
         { "no-verify", no_argument, NULL, ZM_OPT_NO_VERIFY },             \
         { "json", no_argument, NULL, ZM_OPT_JSON },                       \
@@ -61,28 +64,30 @@ enum {
     }
 
 /* The shared flags' --help text (--dirty-tracking is send's own). */
-#define ZM_MIGRATION_OPTIONS_HELP                                             \
-    "    --multifd-channels N     data channels, 1..64 (default 2)\n"         \
-    "    --compression NAME       none, lz4, zstd, zlib, deflate (default\n"  \
-    "                             none)\n"                                    \
-    "    --compression-level N    the codec's level (default: its own)\n"     \
-    "    --max-bandwidth RATE     bytes/s on the wire, e.g. 1G, 100M/s,\n"    \
-    "                             1Gbit/s (default unlimited)\n"              \
-    "    --downtime-limit TIME    e.g. 300ms, 1s (default 300ms)\n"           \
-    "    --max-iterations N       rounds before switching over anyway\n"      \
-    "                             (default 30)\n"                             \
-    "    --batch-pages N          pages per packet, 1..1024 (default 128):\n" \
-    "                             larger batches compress a little better\n"  \
-    "    --offload NAME[:KEY=VALUE,...]\n"                                    \
-    "                             compress on a backend, in software when\n"  \
-    "                             it is busy or fails: cpu (threads=N,\n"     \
-    "                             depth=D, min-pages=P) or emulated (also\n"  \
-    "                             latency=200us, busy-every=, busy-for=,\n"   \
-    "                             fail-every=N, hang-every=N,\n"              \
-    "                             lose-after=N); see doc/offload.md\n"        \
-    "    --compress-threads N     --offload cpu:threads=N: N workers\n"       \
-    "                             compress, the channels only send\n"         \
-    "    --verify                 after completion both sides hash all RAM\n" \
+#define ZM_MIGRATION_OPTIONS_HELP                                              \
+    "    --multifd-channels N     data channels, 1..64 (default 2)\n"          \
+    "    --compression NAME       none, lz4, zstd, zlib, deflate (default\n"   \
+    "                             none)\n"                                     \
+    "    --compression-level N    the codec's level (default: its own)\n"      \
+    "    --max-bandwidth RATE     bytes/s on the wire, e.g. 1G, 100M/s,\n"     \
+    "                             1Gbit/s (default unlimited)\n"               \
+    "    --downtime-limit TIME    e.g. 300ms, 1s (default 300ms)\n"            \
+    "    --max-iterations N       rounds before switching over anyway\n"       \
+    "                             (default 30)\n"                              \
+    "    --batch-pages N          pages per packet, 1..1024 (default 128):\n"  \
+    "                             larger batches compress a little better\n"   \
+    "    --offload NAME[:KEY=VALUE,...]\n"                                     \
+    "                             compress on a backend, in software when\n"   \
+    "                             it is busy or fails: cpu (threads=N,\n"      \
+    "                             depth=D, min-pages=P) or emulated (also\n"   \
+    "                             latency=200us, busy-every=, busy-for=,\n"    \
+    "                             fail-every=N, hang-every=N,\n"               \
+    "                             lose-after=N); see doc/offload.md\n"         \
+    "    --compress-threads N     --offload cpu:threads=N: N workers\n"        \
+    "                             compress, the channels only send\n"          \
+    "    --decompress-threads N   receiving: N workers decode, the channels\n" \
+    "                             only read (default 0: the channels)\n"       \
+    "    --verify                 after completion both sides hash all RAM\n"  \
     "                             and compare (--no-verify: don't)\n"
 
 /* The migration flags' values, and the output flags. */

@@ -742,7 +742,7 @@ static int run_incoming(struct vm_options *o)
             return 1;
         }
     }
-    if (zm_dest_new(NULL, &hooks, &in.dst) < 0 ||
+    if (zm_dest_new(&o->mig.params, &hooks, &in.dst) < 0 ||
         (in.vm &&
          zm_dest_add_region(in.dst, "pc.ram", zm_vm_ram(in.vm), o->ram) < 0) ||
         zm_dest_listen(in.dst, o->incoming) < 0) {

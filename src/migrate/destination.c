@@ -1,6 +1,13 @@
 /*
  * destination.c - the receiving side of a live migration
  *
+ * The caller's thread accepts the channels and serves the main channel:
+ * the handshake, the layout, the device state, END and VERIFY.  The data
+ * channels' threads are in destination_rounds.c.
+ */
+/*
+ * destination.c - the receiving side of a live migration
+ *
  * The caller's thread accepts the channels and serves the main channel; a
  * thread per data channel decodes packets straight into guest memory.  At
  * each SYNC the data threads meet, so no page of round r + 1 is applied
@@ -18,54 +25,7 @@
 #include "common/error.h"
 #include "common/sized.h"
 #include "common/time.h"
-#include "engine/packet.h"
-#include "session.h"
-
-struct dst_region {
-    char name[ZM_REGION_NAME_MAX + 1];
-    unsigned char *base;
-    size_t size;
-    bool mapped; /* by us, from the layout */
-};
-
-struct dst_channel {
-    struct zm_chan c; /* first: session.c's helpers walk the array */
-    zm_dest *dst;
-    zm_decoder *dec;
-    unsigned char *packet;
-    size_t cap;
-    struct iovec *iov; /* where a raw payload goes, hello.max_pages */
-    uint64_t pages;
-};
-
-struct zm_dest {
-    struct zm_params p;
-    struct zm_dest_hooks hooks;
-    struct dst_region regions[ZM_MAX_REGIONS];
-    unsigned nregions;
-    bool registered; /* regions came from zm_dest_add_region() */
-
-    struct zm_uri uri;
-    zm_listener *listener;
-    zm_conn *main;
-    bool one_stream;       /* ZM_CONN_ONE_STREAM: one channel, on main */
-    bool one_way;          /* ZM_CONN_ONE_WAY: the source hears nothing */
-    zm_conn *pending;      /* accepted, its HELLO not yet read */
-    struct zm_hello hello; /* the source's */
-    struct dst_channel *chans;
-    unsigned nchans;
-
-    /* Round barrier and failure, under lock. */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    unsigned arrived;
-    uint64_t generation;
-    struct zm_failure failure;
-
-    pthread_mutex_t stats_lock;
-    struct zm_stats stats;
-    atomic_bool cancelled;
-};
+#include "destination.h"
 
 ZM_API int zm_dest_new(const struct zm_params *params,
                        const struct zm_dest_hooks *hooks, zm_dest **out)
@@ -80,6 +40,11 @@ ZM_API int zm_dest_new(const struct zm_params *params,
         (ret = zm_hooks_copy(&dst->hooks, sizeof(dst->hooks), hooks)) < 0) {
         free(dst);
         return ret;
+    }
+    if (dst->p.decompress_threads > 256) {
+        unsigned n = dst->p.decompress_threads;
+        free(dst);
+        return zm_error(-EINVAL, "decompress-threads %u above 256", n);
     }
     dst->stats.sizeof_stats = sizeof(dst->stats);
     pthread_mutex_init(&dst->lock, NULL);
@@ -163,7 +128,7 @@ static void shutdown_all(zm_dest *dst)
  * Records the first failure, releases the barrier and every blocked read.
  * The lock also guards the connections' creation and closing.
  */
-static int fail(zm_dest *dst, int err)
+int dst_fail(zm_dest *dst, int err)
 {
     pthread_mutex_lock(&dst->lock);
     zm_failure_record(&dst->failure, err);
@@ -176,7 +141,7 @@ static int fail(zm_dest *dst, int err)
 ZM_API void zm_dest_cancel(zm_dest *dst)
 {
     atomic_store(&dst->cancelled, true);
-    fail(dst, zm_error(-ECANCELED, "migration cancelled"));
+    dst_fail(dst, zm_error(-ECANCELED, "migration cancelled"));
 }
 
 ZM_API int zm_dest_stats(zm_dest *dst, struct zm_stats *stats)
@@ -204,139 +169,6 @@ ZM_API void zm_dest_free(zm_dest *dst)
     pthread_cond_destroy(&dst->cond);
     pthread_mutex_destroy(&dst->stats_lock);
     free(dst);
-}
-
-/* Waits until every data channel has reached this SYNC. */
-static int barrier(zm_dest *dst)
-{
-    pthread_mutex_lock(&dst->lock);
-    uint64_t gen = dst->generation;
-    if (++dst->arrived == dst->nchans) {
-        dst->arrived = 0;
-        dst->generation++;
-        pthread_cond_broadcast(&dst->cond);
-    } else {
-        while (gen == dst->generation && !dst->failure.error) {
-            pthread_cond_wait(&dst->cond, &dst->lock);
-        }
-    }
-    int ret = dst->failure.error ? -ECANCELED : 0;
-    pthread_mutex_unlock(&dst->lock);
-    return ret;
-}
-
-static int read_error(struct dst_channel *ch, int ret)
-{
-    if (ret == -ENODATA || ret == -ECONNRESET) {
-        return zm_error(-ECONNRESET,
-                        "channel %u: the stream ends inside a packet",
-                        ch->c.index);
-    }
-    return zm_error(ret, "channel %u: %s", ch->c.index, zm_strerror(ret));
-}
-
-/*
- * Reads one PACKET frame body of len bytes and applies it.  A raw
- * payload goes from the stream straight into its pages; any other is read
- * after the head and decoded (engine/packet.h's reader).
- */
-static int apply_packet(zm_dest *dst, struct dst_channel *ch, uint32_t len)
-{
-    struct zm_packet_reader rd;
-    struct zm_packet_info info = { .sizeof_info = sizeof(info) };
-    size_t first = len < ZM_PACKET_HEADER_SIZE ? len : ZM_PACKET_HEADER_SIZE;
-    int iovcnt = 0;
-    int ret = zm_conn_read_all(ch->c.conn, ch->packet, first);
-
-    if (ret < 0) {
-        return read_error(ch, ret);
-    }
-    if ((ret = zm_packet_reader_start(&rd, ch->dec, ch->packet, len)) < 0) {
-        return zm_error(ret, "channel %u: %s", ch->c.index, zm_errmsg());
-    }
-    ret =
-        zm_conn_read_all(ch->c.conn, ch->packet + first, rd.head_size - first);
-    if (ret < 0) {
-        return read_error(ch, ret);
-    }
-    int raw = zm_packet_reader_table(&rd, ch->packet, ch->iov, &iovcnt);
-    if (raw < 0) {
-        return zm_error(raw, "channel %u: %s", ch->c.index, zm_errmsg());
-    }
-    ret = raw ? zm_conn_readv_all(ch->c.conn, ch->iov, iovcnt)
-              : zm_conn_read_all(ch->c.conn, ch->packet + rd.head_size,
-                                 len - rd.head_size);
-    if (ret < 0) {
-        return read_error(ch, ret);
-    }
-    if ((ret = zm_packet_reader_end(&rd, ch->packet, &info)) < 0) {
-        return zm_error(ret, "channel %u: %s", ch->c.index, zm_errmsg());
-    }
-    ch->pages += info.pages;
-    pthread_mutex_lock(&dst->stats_lock);
-    dst->stats.transferred += len + ZM_FRAME_HEADER_SIZE;
-    zm_stats_add_packet(&dst->stats, &info);
-    pthread_mutex_unlock(&dst->stats_lock);
-    return 0;
-}
-
-/*
- * Reads one data frame; returns 1 after the final SYNC, 0 to go on, or a
- * negative errno.
- */
-static int data_frame(zm_dest *dst, struct dst_channel *ch)
-{
-    uint32_t type, len;
-    int ret = zm_frame_read_header(ch->c.conn, ch->cap, &type, &len);
-
-    if (ret == -ENODATA) {
-        return zm_error(-ECONNRESET, "channel %u: %s", ch->c.index,
-                        dst->one_stream ? "the stream ends before the "
-                                          "migration does"
-                                        : "closed before the final round");
-    }
-    if (ret < 0) {
-        return zm_error(ret, "channel %u: %s", ch->c.index, zm_errmsg());
-    }
-    if (type == ZM_FRAME_PACKET) {
-        return apply_packet(dst, ch, len);
-    }
-    if (type != ZM_FRAME_SYNC || len != ZM_SYNC_SIZE) {
-        return zm_error(-EPROTO,
-                        "channel %u: unexpected %s frame of %u "
-                        "bytes",
-                        ch->c.index, zm_frame_name(type), len);
-    }
-    unsigned char body[ZM_SYNC_SIZE];
-    if ((ret = zm_conn_read_all(ch->c.conn, body, sizeof(body))) < 0) {
-        return zm_error(-ECONNRESET, "channel %u: torn SYNC", ch->c.index);
-    }
-    if (zm_get_le32(body + 4) & ~ZM_SYNC_FINAL) {
-        return zm_error(-EPROTO, "channel %u: unknown SYNC flags", ch->c.index);
-    }
-    if ((ret = barrier(dst)) < 0) {
-        return ret;
-    }
-    return zm_get_le32(body + 4) & ZM_SYNC_FINAL ? 1 : 0;
-}
-
-static void *data_thread(void *arg)
-{
-    struct dst_channel *ch = arg;
-    zm_dest *dst = ch->dst;
-
-    for (;;) {
-        int ret = data_frame(dst, ch);
-        if (ret < 0) {
-            fail(dst, ret);
-            break;
-        }
-        if (ret == 1) {
-            break;
-        }
-    }
-    zm_chan_exit(&ch->c);
-    return NULL;
 }
 
 /* Matches the layout with registered regions, or maps it. */
@@ -428,6 +260,18 @@ static int make_channels(zm_dest *dst)
         ch->iov = calloc(dst->hello.max_pages, sizeof(*ch->iov));
         if (!ch->packet || !ch->iov) {
             return zm_error(-ENOMEM, "out of memory");
+        }
+    }
+    if (dst->p.decompress_threads &&
+        (ret = zm_decode_pool_new(dst->p.decompress_threads, &opts,
+                                  &dst->decode_pool)) < 0) {
+        return ret;
+    }
+    for (unsigned i = 0; dst->decode_pool && i < dst->nchans; i++) {
+        struct dst_channel *ch = &dst->chans[i];
+        if ((ret = zm_decode_queue_new(dst->decode_pool, ZM_DST_DECODE_JOBS,
+                                       ch->cap, &ch->dq)) < 0) {
+            return ret;
         }
     }
     return 0;
@@ -563,28 +407,6 @@ static int accept_channels(zm_dest *dst)
     return 0;
 }
 
-/* One stream (file:), read in order on this thread. */
-static int read_file(zm_dest *dst, uint64_t *pages)
-{
-    struct dst_channel *ch = &dst->chans[0];
-
-    ch->c.conn = dst->main;
-    for (;;) {
-        /* A file cannot be shut down under a read: look for a cancel. */
-        if (atomic_load(&dst->cancelled)) {
-            return -ECANCELED; /* zm_dest_run() gives the reason */
-        }
-        int ret = data_frame(dst, ch);
-        if (ret < 0) {
-            return ret;
-        }
-        if (ret == 1) {
-            *pages = ch->pages;
-            return 0;
-        }
-    }
-}
-
 /* DEVICE_STATE then END on the main channel, once the data is in. */
 static int finish(zm_dest *dst, uint64_t pages)
 {
@@ -681,7 +503,7 @@ static int receive(zm_dest *dst)
     dst->stats.status = ZM_STATUS_ACTIVE;
     pthread_mutex_unlock(&dst->stats_lock);
     if (dst->one_stream) {
-        if ((ret = read_file(dst, &pages)) < 0 ||
+        if ((ret = dst_read_file(dst, &pages)) < 0 ||
             (ret = finish(dst, pages)) < 0) {
             return ret;
         }
@@ -692,10 +514,10 @@ static int receive(zm_dest *dst)
         return ret;
     }
     for (unsigned i = 0; i < dst->nchans; i++) {
-        if ((ret = zm_chan_start(&dst->chans[i].c, data_thread,
+        if ((ret = zm_chan_start(&dst->chans[i].c, dst_data_thread,
                                  &dst->chans[i])) < 0) {
             /* Those started would wait at the first SYNC for this one. */
-            return fail(dst, ret);
+            return dst_fail(dst, ret);
         }
     }
     for (unsigned i = 0; i < dst->nchans; i++) {
@@ -764,6 +586,15 @@ ZM_API int zm_dest_run(zm_dest *dst)
 
     double cpu = zm_thread_cpu() - cpu0;
     cpu += zm_chans_join(dst->chans, sizeof(*dst->chans), dst->nchans);
+    for (unsigned i = 0; i < dst->nchans; i++) {
+        zm_decode_queue_free(dst->chans[i].dq);
+        dst->chans[i].dq = NULL;
+    }
+    if (dst->decode_pool) {
+        cpu += zm_decode_pool_cpu_seconds(dst->decode_pool);
+        zm_decode_pool_free(dst->decode_pool);
+        dst->decode_pool = NULL;
+    }
     pthread_mutex_lock(&dst->lock);
     for (unsigned i = 0; i < dst->nchans; i++) {
         zm_decoder_free(dst->chans[i].dec);

@@ -82,6 +82,10 @@ int zm_params_check(const struct zm_params *p)
         return zm_error(-EINVAL, "page size %u is below the system's %ld",
                         p->page_size, sysconf(_SC_PAGESIZE));
     }
+    if (p->decompress_threads > 256) {
+        return zm_error(-EINVAL, "decompress-threads %u above 256",
+                        p->decompress_threads);
+    }
     if (p->max_iterations < 1) {
         return zm_error(-EINVAL, "max-iterations must be at least 1");
     }
