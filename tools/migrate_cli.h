@@ -95,7 +95,7 @@ struct zm_migration_options {
     struct zm_params params;
     bool json;
     bool quiet;
-    char offload[64]; /* params.offload points here */
+    char offload[256]; /* params.offload points here */
 };
 
 /*

@@ -91,6 +91,7 @@ ZM_API int zm_source_new(const struct zm_params *params,
     }
     if (src->p.dirty_tracking == ZM_TRACKING_EMBEDDER &&
         !src->hooks.dirty_log) {
+        free(src->offload_args);
         free(src);
         return zm_error(-EINVAL, "embedder dirty tracking needs the "
                                  "dirty_log hook");

@@ -180,6 +180,24 @@ static void compress_offloaded(struct src_channel *ch)
     pthread_mutex_lock(&src->lock);
     while (!src->quit) {
         bool work = src->round_open && !zm_pageset_done(&src->pages);
+        unsigned inflight = zm_offloader_inflight(ch->off);
+        /* What came back goes out first: it frees the device's queue (a
+         * full one answers busy) and shows a hung or failed batch early. */
+        int wait_ms = !work || !zm_offloader_has_slot(ch->off) ? 50 : 0;
+        if (inflight > 0) {
+            pthread_mutex_unlock(&src->lock);
+            int got = zm_offloader_wait(ch->off, done, wait_ms);
+            int ret = got < 0 ? got : 0;
+            for (int i = 0; i < got; i++) {
+                int sent = send_slot(ch, done[i]);
+                ret = ret < 0 ? ret : sent;
+            }
+            pthread_mutex_lock(&src->lock);
+            batch_done(src, got > 0 ? (unsigned)got : 0, ret);
+            if (wait_ms > 0) {
+                continue; /* nothing to submit: look again */
+            }
+        }
         struct zm_offload_slot *slot = work ? zm_offloader_slot(ch->off) : NULL;
         if (slot) {
             unsigned region, flags;
@@ -197,19 +215,9 @@ static void compress_offloaded(struct src_channel *ch)
             }
             continue;
         }
-        if (zm_offloader_inflight(ch->off) == 0) {
+        if (!src->quit && zm_offloader_inflight(ch->off) == 0) {
             pthread_cond_wait(&src->work_cond, &src->lock);
-            continue;
         }
-        pthread_mutex_unlock(&src->lock);
-        int got = zm_offloader_wait(ch->off, done, 50);
-        int ret = got < 0 ? got : 0;
-        for (int i = 0; i < got; i++) {
-            int sent = send_slot(ch, done[i]);
-            ret = ret < 0 ? ret : sent;
-        }
-        pthread_mutex_lock(&src->lock);
-        batch_done(src, got > 0 ? (unsigned)got : 0, ret);
     }
     pthread_mutex_unlock(&src->lock);
 }

@@ -8,8 +8,9 @@
  * latency: no job completes sooner after its submit (default 50us);
  * depth: jobs in flight before submit answers busy; busy-every/-for: busy
  * periods; fail-every: every Nth job fails (-EIO); hang-every: every Nth
- * job never completes; lose-after: after N jobs the device is gone
- * (-ENODEV from then on).
+ * job never completes (it keeps its place in the queue's depth, as a
+ * stuck job on a real device does); lose-after: after N jobs the device
+ * is gone (-ENODEV from then on).
  */
 #include "offload.h"
 #include "pool.h"

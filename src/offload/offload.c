@@ -38,6 +38,10 @@ struct zm_offload {
     double out_until;     /* out of service until then */
     double backoff;
     bool lost;
+    /* When the device last handed a job back: a job is hung only when
+     * nothing came back for ZM_OFFLOAD_TIMEOUT since it went in, so time
+     * spent queued behind others' jobs does not count. */
+    _Atomic double progress;
     atomic_uint_fast64_t offloaded, fallbacks, failures;
 };
 
@@ -139,10 +143,14 @@ static void device_failed(struct zm_offload *off, bool lost, unsigned batches)
 {
     pthread_mutex_lock(&off->lock);
     off->lost = off->lost || lost;
-    off->out_until = zm_now() + off->backoff;
-    off->backoff = off->backoff * 2 < ZM_OFFLOAD_BACKOFF_MAX
-                       ? off->backoff * 2
-                       : ZM_OFFLOAD_BACKOFF_MAX;
+    double now = zm_now();
+    /* One incident seen by several channels doubles the back-off once. */
+    if (now >= off->out_until) {
+        off->out_until = now + off->backoff;
+        off->backoff = off->backoff * 2 < ZM_OFFLOAD_BACKOFF_MAX
+                           ? off->backoff * 2
+                           : ZM_OFFLOAD_BACKOFF_MAX;
+    }
     pthread_mutex_unlock(&off->lock);
     atomic_fetch_add(&off->failures, batches);
 }
@@ -235,6 +243,16 @@ void zm_offloader_free(struct zm_offloader *o)
     free(o);
 }
 
+bool zm_offloader_has_slot(const struct zm_offloader *o)
+{
+    for (unsigned i = 0; i < o->nslots; i++) {
+        if (!o->slots[i]->busy) {
+            return true;
+        }
+    }
+    return false;
+}
+
 struct zm_offload_slot *zm_offloader_slot(struct zm_offloader *o)
 {
     for (unsigned i = 0; i < o->nslots; i++) {
@@ -317,9 +335,18 @@ static struct zm_offload_slot *abandon(struct zm_offloader *o,
         return NULL;
     }
     fresh->busy = true;
-    fresh->job = s->job;
-    fresh->job.pages = fresh->refs;
-    fresh->job.out = fresh->packet;
+    /* Field by field: the backend may still write s->job.result. */
+    fresh->job = (struct zm_offload_job){
+        .sizeof_job = sizeof(fresh->job),
+        .region = s->job.region,
+        .pages = fresh->refs,
+        .count = s->job.count,
+        .flags = s->job.flags,
+        .codec = s->job.codec,
+        .level = s->job.level,
+        .out = fresh->packet,
+        .cap = s->job.cap,
+    };
     memcpy(fresh->refs, s->refs, s->job.count * sizeof(*s->refs));
     for (unsigned i = 0; i < o->nslots; i++) {
         if (o->slots[i] == s) {
@@ -377,9 +404,10 @@ static int reap(struct zm_offloader *o, bool lost,
         if (!s->on_backend) {
             continue;
         }
-        if (!lost && now - s->submitted < ZM_OFFLOAD_TIMEOUT) {
-            *oldest =
-                !*oldest || s->submitted < *oldest ? s->submitted : *oldest;
+        double progress = atomic_load(&o->off->progress);
+        double since = s->submitted > progress ? s->submitted : progress;
+        if (!lost && now - since < ZM_OFFLOAD_TIMEOUT) {
+            *oldest = !*oldest || since < *oldest ? since : *oldest;
             continue;
         }
         struct zm_offload_slot *fresh = abandon(o, s);
@@ -405,9 +433,13 @@ static int completed(struct zm_offloader *o, struct zm_offload_job *job,
 {
     struct zm_offload_slot *s = (struct zm_offload_slot *)(void *)job;
 
+    atomic_store(&o->off->progress, zm_now());
     if (s->abandoned) {
         bury(o, s); /* redone already */
         return 0;
+    }
+    if (!s->on_backend) {
+        return 0; /* handed back twice, or never ours: a broken backend */
     }
     s->on_backend = false;
     o->inflight--;
@@ -437,13 +469,12 @@ static int collect(struct zm_offloader *o, struct zm_offload_slot **done,
     if (got < 0) {
         return reap(o, true, done, n, &oldest);
     }
+    int ret = 0;
     for (int i = 0; i < got && i < (int)ZM_OFFLOAD_POLL_MAX; i++) {
-        int ret = completed(o, jobs[i], done, n);
-        if (ret < 0) {
-            return ret;
-        }
+        int r = completed(o, jobs[i], done, n);
+        ret = ret < 0 ? ret : r;
     }
-    return 0;
+    return ret;
 }
 
 int zm_offloader_wait(struct zm_offloader *o, struct zm_offload_slot **done,

@@ -79,6 +79,9 @@ int zm_offloader_new(struct zm_offload *off, zm_encoder *software,
 /* Hands back every slot's job first (the backend's queue_free). */
 void zm_offloader_free(struct zm_offloader *o);
 
+/* Whether a slot is free for the next batch. */
+bool zm_offloader_has_slot(const struct zm_offloader *o);
+
 /* A free slot for the next batch, or NULL when all are busy. */
 struct zm_offload_slot *zm_offloader_slot(struct zm_offloader *o);
 

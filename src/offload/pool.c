@@ -375,13 +375,14 @@ int zm_pool_poll(void *queue, struct zm_offload_job **done, unsigned max,
 
     pthread_mutex_lock(&pool->lock);
     for (;;) {
-        if (pool->lost) {
-            pthread_mutex_unlock(&pool->lock);
-            return -ENODEV;
-        }
+        /* What it finished before it was lost, it still hands back. */
         uint64_t now = now_ns();
         uint64_t wake = deadline;
         unsigned n = take_ready(q, done, max, now, &wake);
+        if (n == 0 && pool->lost) {
+            pthread_mutex_unlock(&pool->lock);
+            return -ENODEV;
+        }
         if (n > 0 || now >= deadline) {
             pthread_mutex_unlock(&pool->lock);
             return (int)n;
@@ -391,14 +392,15 @@ int zm_pool_poll(void *queue, struct zm_offload_job **done, unsigned max,
     }
 }
 
-/* A time with its unit: ns, us, ms or s (no unit: ns). */
+/* A time with its unit: ns, us, ms or s (no unit: ns); the number at
+ * most 3600, so that no unit makes it overflow. */
 static int parse_time(const char *v, uint64_t *ns)
 {
     char *end;
     double x = strtod(v, &end);
     double unit = 1;
 
-    if (end == v || x < 0) {
+    if (end == v || !(x >= 0 && x <= 3600)) { /* NaN fails too */
         return -EINVAL;
     }
     if (strcmp(end, "s") == 0) {
