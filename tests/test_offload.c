@@ -453,6 +453,94 @@ static void corrupt_restore(unsigned decompress_threads)
     unlink(path);
 }
 
+/* Restores the stream in path with decompress_threads workers; the
+ * region's contents into out (when it completes). */
+static int restore(const char *uri, unsigned decompress_threads,
+                   unsigned char *out)
+{
+    struct zm_params p;
+    zm_dest *dst = NULL;
+
+    zm_params_init(&p);
+    p.decompress_threads = decompress_threads;
+    if (zm_dest_new(&p, NULL, &dst) < 0 || zm_dest_listen(dst, uri) < 0) {
+        return -1;
+    }
+    int ret = zm_dest_run(dst);
+    void *base = NULL;
+    size_t size = 0;
+    if (ret == 0 && zm_dest_region(dst, 0, NULL, &base, &size) == 0 &&
+        size <= sizeof(ram)) {
+        memcpy(out, base, size);
+    }
+    zm_dest_free(dst);
+    return ret;
+}
+
+/*
+ * The pool and the channel decode alike: one saved stream, 200 copies
+ * with one byte flipped each, restored both ways: both fail, or both
+ * complete with the same pages.
+ */
+static void pool_matches_channel(void)
+{
+    char path[64], uri[80];
+    struct zm_params p;
+    zm_source *src = NULL;
+
+    snprintf(path, sizeof(path), "/tmp/zm-test-offload-flip-%d", (int)getpid());
+    snprintf(uri, sizeof(uri), "file:%s", path);
+    zm_params_init(&p);
+    p.compression =
+        zm_codec_available(ZM_CODEC_ZSTD) ? ZM_CODEC_ZSTD : ZM_CODEC_NONE;
+    p.batch_pages = 16;
+    CHECK(zm_source_new(&p, NULL, &src) == 0 &&
+              zm_source_add_region(src, "ram", ram, 64 * PAGE) == 0 &&
+              zm_source_run(src, uri) == 0,
+          "save: %s", zm_errmsg());
+    zm_source_free(src);
+    FILE *f = fopen(path, "rb");
+    static unsigned char stream[2 << 20];
+    size_t len = f ? fread(stream, 1, sizeof(stream), f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    CHECK(len > 0 && len < sizeof(stream), "a stream of %zu bytes", len);
+    uint64_t seed = 5;
+    unsigned both_ok = 0, both_failed = 0;
+    for (unsigned i = 0; len > 0 && i < 200; i++) {
+        size_t at = (size_t)(t_rand(&seed) % len);
+        unsigned char was = stream[at];
+        stream[at] ^= (unsigned char)(1u << (t_rand(&seed) % 8));
+        f = fopen(path, "wb");
+        CHECK(f && fwrite(stream, 1, len, f) == len, "rewrite the stream");
+        if (f) {
+            fclose(f);
+        }
+        stream[at] = was;
+        memset(dest, 0, 64 * PAGE);
+        int inline_ret = restore(uri, 0, dest);
+        static unsigned char pooled[64 * PAGE];
+        memset(pooled, 0, sizeof(pooled));
+        int pool_ret = restore(uri, 2, pooled);
+        CHECK((inline_ret == 0) == (pool_ret == 0),
+              "byte %zu flipped: the channel says %d, the pool %d", at,
+              inline_ret, pool_ret);
+        if (inline_ret == 0 && pool_ret == 0) {
+            CHECK(memcmp(dest, pooled, sizeof(pooled)) == 0,
+                  "byte %zu flipped: the pool's pages differ", at);
+            both_ok++;
+        } else {
+            both_failed++;
+        }
+    }
+    CHECK(both_failed > 100, "%u of 200 flips refused", both_failed);
+    printf("pool against channel: %u flips refused by both, %u taken by "
+           "both (the same pages)\n",
+           both_failed, both_ok);
+    unlink(path);
+}
+
 static void test_decode_pool(void)
 {
     struct zm_stats st = { .sizeof_stats = sizeof(st) };
@@ -461,6 +549,7 @@ static void test_decode_pool(void)
     migrate_with("cpu:threads=2", 2, &st);
     corrupt_restore(2);
     corrupt_restore(0);
+    pool_matches_channel();
 }
 
 static void test_migrations(void)
