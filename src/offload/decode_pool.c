@@ -5,12 +5,11 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "common/error.h"
-#include "common/time.h"
+#include "workers.h"
 
 struct zm_decode_queue {
     struct zm_decode_pool *pool;
@@ -29,23 +28,14 @@ struct zm_decode_pool {
     bool quit;
     zm_decoder **decoders;
     unsigned ndecoders;
-    pthread_t *threads;
-    unsigned nthreads;
-    _Atomic double *cpu;
+    struct zm_workers workers;
 };
 
-struct worker_arg {
-    struct zm_decode_pool *pool;
-    unsigned index;
-};
-
-static void *worker(void *arg)
+static void worker(void *ctx, unsigned index)
 {
-    struct zm_decode_pool *pool = ((struct worker_arg *)arg)->pool;
-    unsigned index = ((struct worker_arg *)arg)->index;
+    struct zm_decode_pool *pool = ctx;
     zm_decoder *dec = pool->decoders[index];
 
-    free(arg);
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         while (!pool->quit && !pool->todo_head) {
@@ -66,8 +56,7 @@ static void *worker(void *arg)
         if (job->result < 0) {
             snprintf(job->error, sizeof(job->error), "%s", zm_errmsg());
         }
-        atomic_store_explicit(&pool->cpu[index], zm_thread_cpu(),
-                              memory_order_relaxed);
+        zm_workers_note_cpu(&pool->workers, index);
 
         pthread_mutex_lock(&pool->lock);
         struct zm_decode_queue *q = job->queue;
@@ -76,7 +65,6 @@ static void *worker(void *arg)
         pthread_cond_broadcast(&q->cond);
     }
     pthread_mutex_unlock(&pool->lock);
-    return NULL;
 }
 
 int zm_decode_pool_new(unsigned threads, const struct zm_decoder_options *opts,
@@ -91,9 +79,7 @@ int zm_decode_pool_new(unsigned threads, const struct zm_decoder_options *opts,
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->work, NULL);
     pool->decoders = calloc(threads, sizeof(*pool->decoders));
-    pool->threads = calloc(threads, sizeof(*pool->threads));
-    pool->cpu = calloc(threads, sizeof(*pool->cpu));
-    if (!pool->decoders || !pool->threads || !pool->cpu) {
+    if (!pool->decoders) {
         zm_decode_pool_free(pool);
         return zm_error(-ENOMEM, "decode pool: out of memory");
     }
@@ -101,17 +87,8 @@ int zm_decode_pool_new(unsigned threads, const struct zm_decoder_options *opts,
         ret = zm_decoder_new(opts, &pool->decoders[i]);
         pool->ndecoders += ret == 0;
     }
-    for (unsigned i = 0; i < threads && ret == 0; i++) {
-        struct worker_arg *wa = malloc(sizeof(*wa));
-        if (wa) {
-            *wa = (struct worker_arg){ pool, i };
-        }
-        if (!wa || pthread_create(&pool->threads[i], NULL, worker, wa) != 0) {
-            free(wa);
-            ret = zm_error(-EAGAIN, "decode pool: cannot start workers");
-        } else {
-            pool->nthreads++;
-        }
+    if (ret == 0) {
+        ret = zm_workers_start(&pool->workers, threads, worker, pool);
     }
     if (ret < 0) {
         zm_decode_pool_free(pool);
@@ -130,15 +107,11 @@ void zm_decode_pool_free(struct zm_decode_pool *pool)
     pool->quit = true;
     pthread_cond_broadcast(&pool->work);
     pthread_mutex_unlock(&pool->lock);
-    for (unsigned i = 0; i < pool->nthreads; i++) {
-        pthread_join(pool->threads[i], NULL);
-    }
+    zm_workers_join(&pool->workers);
     for (unsigned i = 0; i < pool->ndecoders; i++) {
         zm_decoder_free(pool->decoders[i]);
     }
     free(pool->decoders);
-    free(pool->threads);
-    free((void *)pool->cpu);
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->work);
     free(pool);
@@ -146,12 +119,7 @@ void zm_decode_pool_free(struct zm_decode_pool *pool)
 
 double zm_decode_pool_cpu_seconds(struct zm_decode_pool *pool)
 {
-    double sum = 0;
-
-    for (unsigned i = 0; i < pool->nthreads; i++) {
-        sum += atomic_load_explicit(&pool->cpu[i], memory_order_relaxed);
-    }
-    return sum;
+    return zm_workers_cpu(&pool->workers);
 }
 
 int zm_decode_queue_new(struct zm_decode_pool *pool, unsigned jobs, size_t cap,

@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 
 #include "common/error.h"
 #include "common/time.h"
+#include "workers.h"
 
 struct item {
     struct zm_offload_job *job;
@@ -47,9 +47,7 @@ struct zm_pool {
     uint64_t jobs;     /* submitted so far */
     uint64_t t0_ns;
     bool lost, quit;
-    pthread_t *threads;
-    unsigned nthreads;
-    _Atomic double *cpu; /* each worker's CPU seconds after its last job */
+    struct zm_workers workers;
 };
 
 static uint64_t now_ns(void)
@@ -85,18 +83,11 @@ static zm_encoder *encoder_for(struct worker_encoder *w, uint32_t page_size,
     return w->enc;
 }
 
-struct worker_arg {
-    struct zm_pool *pool;
-    unsigned index;
-};
-
-static void *worker(void *arg)
+static void worker(void *ctx, unsigned index)
 {
-    struct zm_pool *pool = ((struct worker_arg *)arg)->pool;
-    _Atomic double *cpu = &pool->cpu[((struct worker_arg *)arg)->index];
+    struct zm_pool *pool = ctx;
     struct worker_encoder w = { 0 };
 
-    free(arg);
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         while (!pool->quit && !pool->todo_head) {
@@ -125,7 +116,7 @@ static void *worker(void *arg)
                     : -ENOMEM;
         }
 
-        atomic_store_explicit(cpu, zm_thread_cpu(), memory_order_relaxed);
+        zm_workers_note_cpu(&pool->workers, index);
         pthread_mutex_lock(&pool->lock);
         struct zm_pool_queue *q = it->q;
         struct item **list = it->hang ? &q->hung : &q->done;
@@ -136,7 +127,6 @@ static void *worker(void *arg)
     }
     pthread_mutex_unlock(&pool->lock);
     zm_encoder_free(w.enc);
-    return NULL;
 }
 
 int zm_pool_open(const struct zm_pool_config *cfg, uint32_t page_size,
@@ -154,23 +144,10 @@ int zm_pool_open(const struct zm_pool_config *cfg, uint32_t page_size,
     pool->t0_ns = now_ns();
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->work, NULL);
-    pool->threads = calloc(pool->cfg.threads, sizeof(*pool->threads));
-    pool->cpu = calloc(pool->cfg.threads, sizeof(*pool->cpu));
-    if (!pool->threads || !pool->cpu) {
+    int ret = zm_workers_start(&pool->workers, pool->cfg.threads, worker, pool);
+    if (ret < 0) {
         zm_pool_close(pool);
-        return zm_error(-ENOMEM, "offload: out of memory");
-    }
-    for (unsigned i = 0; i < pool->cfg.threads; i++) {
-        struct worker_arg *wa = malloc(sizeof(*wa));
-        if (wa) {
-            *wa = (struct worker_arg){ pool, i };
-        }
-        if (!wa || pthread_create(&pool->threads[i], NULL, worker, wa) != 0) {
-            free(wa);
-            zm_pool_close(pool);
-            return zm_error(-EAGAIN, "offload: cannot start workers");
-        }
-        pool->nthreads++;
+        return ret;
     }
     *dev = pool;
     return 0;
@@ -187,11 +164,7 @@ void zm_pool_close(void *dev)
     pool->quit = true;
     pthread_cond_broadcast(&pool->work);
     pthread_mutex_unlock(&pool->lock);
-    for (unsigned i = 0; i < pool->nthreads; i++) {
-        pthread_join(pool->threads[i], NULL);
-    }
-    free(pool->threads);
-    free((void *)pool->cpu);
+    zm_workers_join(&pool->workers);
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->work);
     free(pool);
@@ -200,12 +173,8 @@ void zm_pool_close(void *dev)
 double zm_pool_cpu_seconds(void *dev)
 {
     struct zm_pool *pool = dev;
-    double sum = 0;
 
-    for (unsigned i = 0; i < pool->nthreads; i++) {
-        sum += atomic_load_explicit(&pool->cpu[i], memory_order_relaxed);
-    }
-    return sum;
+    return zm_workers_cpu(&pool->workers);
 }
 
 int zm_pool_caps(void *dev, struct zm_offload_caps *caps)
