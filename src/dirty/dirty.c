@@ -191,17 +191,14 @@ static int check_ranges(const struct zm_dirty_range *ranges, unsigned count,
     return ret;
 }
 
-int zm_dirty_create(const struct zm_dirty_ops *ops,
-                    const struct zm_dirty_range *ranges, unsigned count,
-                    size_t page_size, void *arg, zm_dirty **out)
+/* zm_dirty_create() once the ranges are checked. */
+static int create_checked(const struct zm_dirty_ops *ops,
+                          const struct zm_dirty_range *ranges, unsigned count,
+                          size_t page_size, void *arg, zm_dirty **out)
 {
-    int ret =
-        check_ranges(ranges, count, page_size, ops->kind != ZM_DIRTY_EMBEDDER);
+    int ret;
 
     *out = NULL;
-    if (ret < 0) {
-        return ret;
-    }
     zm_dirty *d = calloc(1, sizeof(*d));
     if (!d) {
         return zm_error(-ENOMEM, "dirty: out of memory");
@@ -228,6 +225,18 @@ int zm_dirty_create(const struct zm_dirty_ops *ops,
     return 0;
 }
 
+int zm_dirty_create(const struct zm_dirty_ops *ops,
+                    const struct zm_dirty_range *ranges, unsigned count,
+                    size_t page_size, void *arg, zm_dirty **out)
+{
+    int ret =
+        check_ranges(ranges, count, page_size, ops->kind != ZM_DIRTY_EMBEDDER);
+
+    *out = NULL;
+    return ret < 0 ? ret
+                   : create_checked(ops, ranges, count, page_size, arg, out);
+}
+
 int zm_dirty_new(enum zm_dirty_kind kind, const struct zm_dirty_range *ranges,
                  unsigned count, size_t page_size, zm_dirty **out)
 {
@@ -251,7 +260,8 @@ int zm_dirty_new(enum zm_dirty_kind kind, const struct zm_dirty_range *ranges,
     if (ret < 0) {
         return ret;
     }
-    return zm_dirty_create(ops, ranges, count, page_size, NULL, out);
+    /* Checked above, before the probe: one msync pass over the RAM. */
+    return create_checked(ops, ranges, count, page_size, NULL, out);
 }
 
 enum zm_dirty_kind zm_dirty_kind_of(const zm_dirty *d)
