@@ -451,7 +451,10 @@ static int cmd_demo(struct options *o)
             "zmigrate demo: a %s guest, %u vCPUs, workload %s at %s, %s "
             "over %u channels, on a UNIX socket\n",
             ram, o->guest.vcpus, zm_guest_workload_name(o->guest.workload),
-            rate, zm_codec_name(o->mig.params.compression),
+            rate,
+            o->mig.params.compression == ZM_COMPRESSION_AUTO
+                ? "auto"
+                : zm_codec_name(o->mig.params.compression),
             o->mig.params.multifd_channels);
     int ret = run_pair(o, &send_st, &recv_st, true);
     if (!o->mig.json) {

@@ -225,6 +225,18 @@ ZM_API void zm_encoder_free(zm_encoder *enc);
 ZM_API size_t zm_encoder_bound(const zm_encoder *enc);
 
 /*
+ * Makes codec at level (ZM_LEVEL_DEFAULT: its default) the method of the
+ * batches enc encodes from now on.  The encoder keeps the contexts of the
+ * last 8 methods it used, so a caller that picks a method per batch pays
+ * for each context once.  Returns 0 or zm_encoder_new()'s errors: -EINVAL,
+ * -EOPNOTSUPP, -ERANGE, -ENOMEM (enc is unchanged).
+ */
+ZM_API int zm_encoder_set_codec(zm_encoder *enc, int codec, int level);
+
+/* The codec of enc's next batch (enum zm_codec); its level in *level. */
+ZM_API int zm_encoder_codec(const zm_encoder *enc, int *level);
+
+/*
  * The pages will not change while zm_encode() runs (the guest is stopped,
  * or the memory is private).  Without this flag the encoder first copies
  * each page to a buffer of its own, so that what it compresses and what it
@@ -340,6 +352,9 @@ struct zm_offload_job {
     /* Set by the backend before it hands the job back from poll(). */
     ssize_t result; /* the packet's size, or -errno: the library redoes the
                      * batch in software */
+    /* Optional (leave 0): host CPU seconds the job took, which
+     * --compression auto weighs against the software codecs' cost. */
+    double cpu_seconds;
 };
 
 /*
@@ -400,11 +415,20 @@ enum zm_dirty_tracking {
     ZM_TRACKING_EMBEDDER = 3,   /* zm_source_hooks.dirty_log, e.g. KVM's log */
 };
 
+/*
+ * zm_params.compression: the source chooses the method of each batch among
+ * none, lz4, deflate and zstd levels (those the destination decodes), by
+ * what the link carries, the CPU each costs and the ratio it gets, as
+ * measured during the migration (zm_source_auto_timeline()).
+ */
+#define ZM_COMPRESSION_AUTO (-1)
+
 /* Migration parameters, named as QEMU's migrate-set-parameters. */
 struct zm_params {
     size_t sizeof_params;       /* sizeof(struct zm_params) */
     unsigned multifd_channels;  /* data channels, 1..64 (2) */
-    int compression;            /* enum zm_codec (ZM_CODEC_NONE) */
+    int compression;            /* enum zm_codec, or ZM_COMPRESSION_AUTO
+                                 * (ZM_CODEC_NONE) */
     int compression_level;      /* ZM_LEVEL_DEFAULT */
     uint64_t max_bandwidth;     /* bytes/s on the wire; 0: unlimited (0) */
     uint64_t downtime_limit_ms; /* (300) */
@@ -611,6 +635,44 @@ struct zm_round {
  */
 ZM_API int zm_source_rounds(zm_source *src, struct zm_round *rounds,
                             unsigned cap);
+
+/*
+ * --compression auto (zm_params.compression = ZM_COMPRESSION_AUTO): each
+ * decision of the controller, one per measurement window (a quarter of a
+ * second), with what it measured.  Rates in megabits/s over the window.
+ */
+struct zm_auto_point {
+    size_t sizeof_point; /* sizeof(struct zm_auto_point), by the caller */
+    double time_ms;      /* since zm_source_run() was called */
+    int codec, level;    /* the method of the batches that follow */
+    double raw_mbps;     /* the normal pages' bytes delivered */
+    double wire_mbps;    /* their packets on the wire */
+    double link_mbps;    /* what the link carries; 0: it was not the limit */
+    double cores;        /* CPU compression could get */
+};
+
+/*
+ * The auto controller's points of the running or last migration, oldest
+ * first, as zm_source_rounds() copies rounds (points[0].sizeof_point is
+ * the stride).  Returns how many there are: 0 without auto, or -EINVAL.
+ */
+ZM_API int zm_source_auto_timeline(zm_source *src, struct zm_auto_point *points,
+                                   unsigned cap);
+
+/* A method --compression auto could choose, and what it cost. */
+struct zm_auto_method_info {
+    size_t sizeof_info; /* sizeof(struct zm_auto_method_info), by the caller */
+    int codec, level;
+    uint64_t batches;       /* sent with it, sampled ones included */
+    uint64_t raw_bytes;     /* their normal pages' bytes */
+    double cpu_ns_per_byte; /* encoding, as last measured (0: never) */
+    double wire_per_byte;   /* packet bytes per normal byte (0: never) */
+};
+
+/* The candidates of the running or last migration, as above. */
+ZM_API int zm_source_auto_methods(zm_source *src,
+                                  struct zm_auto_method_info *methods,
+                                  unsigned cap);
 
 /* Frees the source; not while zm_source_run() runs.  Accepts NULL. */
 ZM_API void zm_source_free(zm_source *src);

@@ -184,6 +184,9 @@ struct scenario {
     uint64_t max_bandwidth;
     unsigned max_iterations;
     bool file;
+    /* Called with the source after it completed, before it is freed. */
+    void (*inspect)(const struct scenario *sc, zm_source *src,
+                    const struct zm_stats *st);
 };
 
 /*
@@ -337,9 +340,65 @@ static void run(const struct scenario *sc, struct zm_stats *st)
            st->compression_ratio, (unsigned long long)st->downtime_ms,
            (unsigned long long)g.writes, (unsigned long long)st->skipped,
            st->max_iterations_reached ? ", max-iterations" : "");
+    if (sc->inspect) {
+        sc->inspect(sc, src, st);
+    }
     zm_dest_free(d.dst);
     zm_source_free(src);
     guest_fini(&g);
+}
+
+/*
+ * --compression auto's reports add up: every normal page went out with
+ * one of its methods, each timeline point names one of them, in time
+ * order.  Returns the method that carried the most pages.
+ */
+static struct zm_auto_method_info
+check_auto(const struct scenario *sc, zm_source *src, const struct zm_stats *st)
+{
+    struct zm_auto_method_info m[16] = { { .sizeof_info = sizeof(m[0]) } };
+    struct zm_auto_point p[512] = { { .sizeof_point = sizeof(p[0]) } };
+    int n = zm_source_auto_methods(src, m, 16);
+    int np = zm_source_auto_timeline(src, p, 512);
+    uint64_t raw = 0;
+    unsigned most = 0;
+
+    CHECK(n >= 2 && n <= 16 && m[0].codec == ZM_CODEC_NONE, "%s: %d methods",
+          sc->name, n);
+    for (int i = 0; i < n && i < 16; i++) {
+        raw += m[i].raw_bytes;
+        most = m[i].raw_bytes > m[most].raw_bytes ? (unsigned)i : most;
+    }
+    CHECK(raw == st->normal * PAGE,
+          "%s: methods sent %llu bytes of normal pages, the stats %llu",
+          sc->name, (unsigned long long)raw,
+          (unsigned long long)(st->normal * PAGE));
+    CHECK(np >= 0 && np <= 512, "%s: %d points", sc->name, np);
+    for (int i = 0; i < np && i < 512; i++) {
+        bool known = false;
+        for (int j = 0; j < n && j < 16; j++) {
+            known |= p[i].codec == m[j].codec && p[i].level == m[j].level;
+        }
+        CHECK(known && (i == 0 || p[i].time_ms >= p[i - 1].time_ms),
+              "%s: point %d: %d:%d at %.0f ms", sc->name, i, p[i].codec,
+              p[i].level, p[i].time_ms);
+    }
+    return m[most];
+}
+
+static void inspect_auto(const struct scenario *sc, zm_source *src,
+                         const struct zm_stats *st)
+{
+    check_auto(sc, src, st);
+}
+
+/* A link of a few MB/s is worth the CPU of compression, whatever it is. */
+static void inspect_auto_slow(const struct scenario *sc, zm_source *src,
+                              const struct zm_stats *st)
+{
+    struct zm_auto_method_info most = check_auto(sc, src, st);
+    CHECK(most.codec != ZM_CODEC_NONE, "%s: most pages went uncompressed",
+          sc->name);
 }
 
 /* A page that differs after the migration fails it, named. */
@@ -871,6 +930,27 @@ int main(void)
             run(&sc, &st);
         }
     }
+    /* --compression auto: the destination decodes what it is sent. */
+    struct scenario automatic = { .name = "auto, 4 channels, writer",
+                                  .codec = ZM_COMPRESSION_AUTO,
+                                  .channels = 4,
+                                  .writing = true,
+                                  .pace_ns = 1000000,
+                                  .inspect = inspect_auto };
+    run(&automatic, &st);
+    struct scenario auto_slow = { .name = "auto, 8 MB/s",
+                                  .codec = ZM_COMPRESSION_AUTO,
+                                  .channels = 2,
+                                  .max_bandwidth = 8 << 20,
+                                  .inspect = inspect_auto_slow };
+    run(&auto_slow, &st);
+    struct scenario auto_file = { .name = "auto, file:",
+                                  .codec = ZM_COMPRESSION_AUTO,
+                                  .channels = 2,
+                                  .file = true,
+                                  .inspect = inspect_auto };
+    run(&auto_file, &st);
+
     struct scenario idle = { .name = "zstd, idle",
                              .codec = ZM_CODEC_ZSTD,
                              .channels = 2 };

@@ -53,8 +53,7 @@ static int rig_open(struct rig *r, const struct zm_offload_ops *ops,
     if (!zm_codec_available(ZM_CODEC_LZ4)) {
         eo.codec = ZM_CODEC_NONE;
     }
-    if ((ret = zm_offload_open(ops, args, PAGE, eo.codec, ZM_LEVEL_DEFAULT,
-                               &r->off)) < 0) {
+    if ((ret = zm_offload_open(ops, args, PAGE, &r->off)) < 0) {
         return ret;
     }
     CHECK(zm_encoder_new(&eo, &r->sw) == 0, "encoder: %s", zm_errmsg());
@@ -174,14 +173,14 @@ static void test_cpu_pool(void)
     CHECK(zm_offload_cpu_seconds(r.off) > 0, "cpu: the workers' CPU");
     rig_close(&r);
 
-    CHECK(zm_offload_open(&zm_offload_cpu, "threads=0", PAGE, 0, 0, &r.off) ==
+    CHECK(zm_offload_open(&zm_offload_cpu, "threads=0", PAGE, &r.off) ==
               -EINVAL,
           "threads=0");
-    CHECK(zm_offload_open(&zm_offload_cpu, "latency=1ms", PAGE, 0, 0, &r.off) ==
+    CHECK(zm_offload_open(&zm_offload_cpu, "latency=1ms", PAGE, &r.off) ==
                   -EINVAL &&
               strstr(zm_errmsg(), "latency"),
           "cpu takes no latency: %s", zm_errmsg());
-    CHECK(zm_offload_open(&zm_offload_emulated, "depth", PAGE, 0, 0, &r.off) ==
+    CHECK(zm_offload_open(&zm_offload_emulated, "depth", PAGE, &r.off) ==
               -EINVAL,
           "a key without a value");
 }
@@ -349,11 +348,11 @@ static void test_wrong_packets_and_old_tables(void)
     rig_close(&r);
 
     liar.poll = NULL;
-    CHECK(zm_offload_open(&liar, "", PAGE, 0, 0, &r.off) == -EINVAL,
+    CHECK(zm_offload_open(&liar, "", PAGE, &r.off) == -EINVAL,
           "a table without poll");
     liar.poll = liar_poll;
     liar.sizeof_ops = offsetof(struct zm_offload_ops, poll);
-    CHECK(zm_offload_open(&liar, "", PAGE, 0, 0, &r.off) == -EINVAL,
+    CHECK(zm_offload_open(&liar, "", PAGE, &r.off) == -EINVAL,
           "a table too short for poll");
 }
 

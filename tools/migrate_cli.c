@@ -51,10 +51,13 @@ bool zm_migration_option(int c, const char *arg,
             (unsigned)zm_parse_count_opt("--multifd-channels", arg, 1, 64);
         return true;
     case ZM_OPT_COMPRESSION:
-        if ((ret = zm_codec_by_name(arg)) < 0) {
+        if (strcmp(arg, "auto") == 0) {
+            mo->params.compression = ZM_COMPRESSION_AUTO;
+        } else if ((ret = zm_codec_by_name(arg)) < 0) {
             zm_usage_error("--compression: %s", zm_errmsg());
+        } else {
+            mo->params.compression = ret;
         }
-        mo->params.compression = ret;
         return true;
     case ZM_OPT_LEVEL: {
         char *end;
@@ -215,9 +218,80 @@ static void print_rounds(FILE *out, const struct zm_round *r, unsigned n)
     fputc(']', out);
 }
 
+/* "zstd:3", or "none": a method as --compression auto reports it. */
+static void method_name(char *buf, size_t len, int codec, int level)
+{
+    if (codec == ZM_CODEC_NONE) {
+        snprintf(buf, len, "none");
+    } else {
+        snprintf(buf, len, "%s:%d", zm_codec_name(codec), level);
+    }
+}
+
+/*
+ * --compression auto: the methods' batches and costs, and the timeline of
+ * decisions ("compression-auto" in the JSON; a line in the table).
+ */
+static void print_auto(FILE *out, zm_source *src, bool json)
+{
+    struct zm_auto_method_info m[16] = { { .sizeof_info = sizeof(m[0]) } };
+    int nm = src ? zm_source_auto_methods(src, m, 16) : 0;
+    char name[32];
+
+    if (nm <= 0) {
+        return;
+    }
+    nm = nm < 16 ? nm : 16;
+    uint64_t total = 0;
+    for (int i = 0; i < nm; i++) {
+        total += m[i].batches;
+    }
+    if (!json) {
+        fprintf(out, "  compression auto:");
+        for (int i = 0; i < nm; i++) {
+            method_name(name, sizeof(name), m[i].codec, m[i].level);
+            if (m[i].batches) {
+                fprintf(out, " %s %.0f%%", name,
+                        100.0 * (double)m[i].batches / (double)total);
+            }
+        }
+        fputc('\n', out);
+        return;
+    }
+    fprintf(out, ", \"compression-auto\": {\"methods\": [");
+    for (int i = 0; i < nm; i++) {
+        method_name(name, sizeof(name), m[i].codec, m[i].level);
+        fprintf(out,
+                "%s{\"method\": \"%s\", \"batches\": %llu, "
+                "\"raw-bytes\": %llu, \"cpu-ns-per-byte\": %.3f, "
+                "\"wire-per-byte\": %.4f}",
+                i ? ", " : "", name, (unsigned long long)m[i].batches,
+                (unsigned long long)m[i].raw_bytes, m[i].cpu_ns_per_byte,
+                m[i].wire_per_byte);
+    }
+    fprintf(out, "], \"timeline\": [");
+    int np = zm_source_auto_timeline(src, NULL, 0);
+    struct zm_auto_point *p = np > 0 ? calloc((size_t)np, sizeof(*p)) : NULL;
+    if (p) {
+        p[0].sizeof_point = sizeof(*p);
+        np = zm_source_auto_timeline(src, p, (unsigned)np);
+        for (int i = 0; i < np; i++) {
+            method_name(name, sizeof(name), p[i].codec, p[i].level);
+            fprintf(out,
+                    "%s{\"time-ms\": %.0f, \"method\": \"%s\", "
+                    "\"raw-mbps\": %.1f, \"wire-mbps\": %.1f, "
+                    "\"link-mbps\": %.1f, \"cores\": %.2f}",
+                    i ? ", " : "", p[i].time_ms, name, p[i].raw_mbps,
+                    p[i].wire_mbps, p[i].link_mbps, p[i].cores);
+        }
+        free(p);
+    }
+    fputs("]}", out);
+}
+
 static void print_result(FILE *out, const char *side, const struct zm_stats *st,
                          const struct zm_round *rounds, unsigned nrounds,
-                         bool json, int ret, const char *err)
+                         zm_source *src, bool json, int ret, const char *err)
 {
     const char *why = ret >= 0 ? "" : err ? err : zm_errmsg();
 
@@ -257,6 +331,7 @@ static void print_result(FILE *out, const char *side, const struct zm_stats *st,
         if (rounds) {
             print_rounds(out, rounds, nrounds);
         }
+        print_auto(out, src, true);
         fputs("}\n", out);
         fflush(out);
         return;
@@ -292,13 +367,14 @@ static void print_result(FILE *out, const char *side, const struct zm_stats *st,
                 (unsigned long long)st->offload_fallbacks,
                 (unsigned long long)st->offload_failures);
     }
+    print_auto(out, src, false);
     fflush(out);
 }
 
 void zm_print_result(FILE *out, const char *side, const struct zm_stats *st,
                      bool json, int ret, const char *err)
 {
-    print_result(out, side, st, NULL, 0, json, ret, err);
+    print_result(out, side, st, NULL, 0, NULL, json, ret, err);
 }
 
 void zm_print_source_result(FILE *out, zm_source *src, bool json, int ret,
@@ -315,7 +391,7 @@ void zm_print_source_result(FILE *out, zm_source *src, bool json, int ret,
         rounds[0].sizeof_round = sizeof(*rounds);
         zm_source_rounds(src, rounds, n); /* the migration is over: n stays */
     }
-    print_result(out, "send", &st, rounds ? rounds : none, rounds ? n : 0, json,
-                 ret, err);
+    print_result(out, "send", &st, rounds ? rounds : none, rounds ? n : 0, src,
+                 json, ret, err);
     free(rounds);
 }

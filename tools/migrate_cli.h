@@ -66,8 +66,11 @@ enum {
 /* The shared flags' --help text (--dirty-tracking is send's own). */
 #define ZM_MIGRATION_OPTIONS_HELP                                              \
     "    --multifd-channels N     data channels, 1..64 (default 2)\n"          \
-    "    --compression NAME       none, lz4, zstd, zlib, deflate (default\n"   \
-    "                             none)\n"                                     \
+    "    --compression NAME       none, lz4, zstd, zlib, deflate, or auto:\n"  \
+    "                             per batch, the method that delivers most\n"  \
+    "                             over the link measured and the CPU free\n"   \
+    "                             (none, lz4, deflate:1, zstd:1..9; its\n"     \
+    "                             choices go to --json) (default none)\n"      \
     "    --compression-level N    the codec's level (default: its own)\n"      \
     "    --max-bandwidth RATE     bytes/s on the wire, e.g. 1G, 100M/s,\n"     \
     "                             1Gbit/s (default unlimited)\n"               \

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/time.h"
 #include "transport.h"
 
 /* ---- URIs ---- */
@@ -111,7 +112,18 @@ static ssize_t socket_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
 {
     struct msghdr msg = { .msg_iov = (struct iovec *)iov,
                           .msg_iovlen = (size_t)iovcnt };
-    ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        /* The link is the limit for now: count the wait, which tells
+         * --compression auto that the link, not the CPU, is short.  A
+         * shutdown() wakes the poll. */
+        struct pollfd pfd = { .fd = conn->fd, .events = POLLOUT };
+        double start = zm_now();
+        poll(&pfd, 1, -1);
+        conn->write_blocked += zm_now() - start;
+        n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
+    }
     return n < 0 ? socket_error() : n;
 }
 
@@ -198,7 +210,7 @@ static const struct zm_conn_ops file_ops = {
 
 static int conn_new(int fd, const struct zm_conn_ops *ops, zm_conn **out)
 {
-    zm_conn *conn = malloc(sizeof(*conn));
+    zm_conn *conn = calloc(1, sizeof(*conn));
 
     if (!conn) {
         close(fd);

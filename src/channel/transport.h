@@ -61,6 +61,8 @@ struct zm_conn_ops {
 struct zm_conn {
     const struct zm_conn_ops *ops;
     int fd;
+    /* Seconds writes waited for the socket to take more (the writer's). */
+    double write_blocked;
 };
 
 /*

@@ -19,10 +19,28 @@
 #include "estimate.h"
 #include "packet.h"
 
+/*
+ * A codec context made for one (codec, level).  The encoder keeps the last
+ * few it used, so that a caller alternating methods per batch (the source's
+ * --compression auto, a pool worker serving several channels) pays for a
+ * context once, not per switch.
+ */
+#define ZM_ENCODER_CONTEXTS 8
+
+struct encoder_context {
+    const struct zm_codec_ops *codec; /* NULL: slot unused */
+    int level;
+    void *state;
+    uint64_t last_used;
+};
+
 struct zm_encoder {
-    const struct zm_codec_ops *codec;
+    const struct zm_codec_ops *codec; /* the current method: ctx[cur] */
     void *codec_state;
     int level;
+    unsigned cur;
+    uint64_t switches;
+    struct encoder_context ctx[ZM_ENCODER_CONTEXTS];
     uint32_t page_size;
     unsigned page_shift;
     uint32_t max_pages;
@@ -89,12 +107,80 @@ ZM_API int zm_encoder_new(const struct zm_encoder_options *opts,
     enc->iov = calloc(max_pages, sizeof(*enc->iov));
     enc->zero_index = calloc(max_pages, sizeof(*enc->zero_index));
     if (!enc->snapshot || !enc->iov || !enc->zero_index ||
-        codec->init(&enc->codec_state, level, ZM_CODEC_COMPRESS) < 0) {
+        codec->init(&enc->ctx[0].state, level, ZM_CODEC_COMPRESS) < 0) {
         zm_encoder_free(enc);
         return zm_error(-ENOMEM, "encoder: out of memory");
     }
+    enc->ctx[0].codec = codec;
+    enc->ctx[0].level = level;
+    enc->codec_state = enc->ctx[0].state;
     *out = enc;
     return 0;
+}
+
+ZM_API int zm_encoder_set_codec(zm_encoder *enc, int codec_id, int level)
+{
+    const struct zm_codec_ops *codec = zm_codec_get(codec_id);
+    int ret;
+
+    if (!codec) {
+        return zm_codec_levels(codec_id, NULL, NULL, NULL);
+    }
+    if (level == ZM_LEVEL_DEFAULT) {
+        level = codec->default_level;
+    }
+    if (codec == enc->codec && level == enc->level) {
+        return 0;
+    }
+    if ((ret = zm_codec_check_level(codec, level)) < 0) {
+        return ret;
+    }
+    enc->switches++;
+    unsigned victim = ZM_ENCODER_CONTEXTS;
+    for (unsigned i = 0; i < ZM_ENCODER_CONTEXTS; i++) {
+        if (enc->ctx[i].codec == codec && enc->ctx[i].level == level) {
+            victim = i;
+            goto found;
+        }
+    }
+    /* An unused slot, else the least recently used; never the current. */
+    for (unsigned i = 0; i < ZM_ENCODER_CONTEXTS; i++) {
+        if (i == enc->cur) {
+            continue;
+        }
+        if (!enc->ctx[i].codec) {
+            victim = i;
+            break;
+        }
+        if (victim == ZM_ENCODER_CONTEXTS ||
+            enc->ctx[i].last_used < enc->ctx[victim].last_used) {
+            victim = i;
+        }
+    }
+    struct encoder_context *c = &enc->ctx[victim];
+    void *state = NULL;
+    if (codec->init(&state, level, ZM_CODEC_COMPRESS) < 0) {
+        return zm_error(-ENOMEM, "encoder: out of memory for %s", codec->name);
+    }
+    if (c->codec) {
+        c->codec->fini(c->state);
+    }
+    *c = (struct encoder_context){ codec, level, state, 0 };
+found:
+    enc->ctx[enc->cur].last_used = enc->switches;
+    enc->cur = victim;
+    enc->codec = codec;
+    enc->level = level;
+    enc->codec_state = enc->ctx[victim].state;
+    return 0;
+}
+
+ZM_API int zm_encoder_codec(const zm_encoder *enc, int *level)
+{
+    if (level) {
+        *level = enc->level;
+    }
+    return enc->codec->id;
 }
 
 ZM_API void zm_encoder_free(zm_encoder *enc)
@@ -102,8 +188,10 @@ ZM_API void zm_encoder_free(zm_encoder *enc)
     if (!enc) {
         return;
     }
-    if (enc->codec_state) {
-        enc->codec->fini(enc->codec_state);
+    for (unsigned i = 0; i < ZM_ENCODER_CONTEXTS; i++) {
+        if (enc->ctx[i].codec) {
+            enc->ctx[i].codec->fini(enc->ctx[i].state);
+        }
     }
     free(enc->snapshot);
     free(enc->iov);

@@ -277,6 +277,17 @@ static int make_channels(zm_dest *dst)
     return 0;
 }
 
+/* The codecs this build decodes, bit (1u << id): the decoders take all. */
+static uint32_t built_codecs(void)
+{
+    uint32_t mask = 0;
+
+    for (int id = 0; id < ZM_CODEC_COUNT; id++) {
+        mask |= zm_codec_available(id) ? 1u << id : 0;
+    }
+    return mask;
+}
+
 /* Reads HELLO and LAYOUT on the main channel; refuses what cannot work. */
 static int handshake(zm_dest *dst)
 {
@@ -320,9 +331,14 @@ static int handshake(zm_dest *dst)
         ret = make_channels(dst);
     }
     if (!dst->one_way) {
-        /* Tell the source, so that it fails with our reason. */
+        /* Tell the source, so that it fails with our reason, or which
+         * codecs we decode (its --compression auto chooses among them). */
         const char *reason = zm_errmsg();
-        struct iovec iov = { (void *)reason, ret < 0 ? strlen(reason) : 0 };
+        unsigned char codecs[4];
+        zm_put_le32(codecs, built_codecs());
+        struct iovec iov =
+            ret < 0 ? (struct iovec){ (void *)reason, strlen(reason) }
+                    : (struct iovec){ codecs, sizeof(codecs) };
         char msg[256];
         snprintf(msg, sizeof(msg), "%s", reason);
         zm_frame_write(dst->main, ret < 0 ? ZM_FRAME_REFUSE : ZM_FRAME_ACCEPT,

@@ -63,12 +63,19 @@ int zm_params_check(const struct zm_params *p)
         return zm_error(-EINVAL, "multifd-channels %u outside 1..%u",
                         p->multifd_channels, ZM_MAX_CHANNELS);
     }
-    int ret = zm_codec_levels(p->compression, &min, &max, NULL);
-    if (ret < 0) {
+    int ret;
+    if (p->compression == ZM_COMPRESSION_AUTO) {
+        /* auto picks the levels too. */
+        if (p->compression_level != ZM_LEVEL_DEFAULT) {
+            return zm_error(-EINVAL,
+                            "compression-level %d: auto chooses "
+                            "the level itself",
+                            p->compression_level);
+        }
+    } else if ((ret = zm_codec_levels(p->compression, &min, &max, NULL)) < 0) {
         return ret;
-    }
-    if (p->compression_level != ZM_LEVEL_DEFAULT &&
-        (p->compression_level < min || p->compression_level > max)) {
+    } else if (p->compression_level != ZM_LEVEL_DEFAULT &&
+               (p->compression_level < min || p->compression_level > max)) {
         return zm_error(-ERANGE, "compression-level %d: %s takes %d..%d",
                         p->compression_level, zm_codec_name(p->compression),
                         min, max);

@@ -214,11 +214,81 @@ static void reset_round(zm_source *src)
     pthread_mutex_unlock(&src->stats_lock);
 }
 
+static double pool_cpu(void *ctx)
+{
+    return zm_offload_cpu_seconds(ctx);
+}
+
+/* --compression auto's controller, for the codecs the peer decodes. */
+static int open_auto(zm_source *src)
+{
+    struct zm_auto *a = malloc(sizeof(*a));
+
+    if (!a) {
+        return zm_error(-ENOMEM, "out of memory");
+    }
+    int ret =
+        zm_auto_init(a, src->peer_codecs, src->nchans, src->offload != NULL,
+                     src->offload ? pool_cpu : NULL, src->offload);
+    if (ret < 0) {
+        free(a);
+        return ret;
+    }
+    pthread_mutex_lock(&src->stats_lock);
+    src->autoc = a;
+    pthread_mutex_unlock(&src->stats_lock);
+    return 0;
+}
+
+/* The last run's controller, when the next run starts or the source goes. */
+static void free_auto(zm_source *src)
+{
+    pthread_mutex_lock(&src->stats_lock);
+    struct zm_auto *a = src->autoc;
+    src->autoc = NULL;
+    pthread_mutex_unlock(&src->stats_lock);
+    if (a) {
+        zm_auto_fini(a);
+        free(a);
+    }
+}
+
+ZM_API int zm_source_auto_timeline(zm_source *src, struct zm_auto_point *points,
+                                   unsigned cap)
+{
+    if (points && cap && points[0].sizeof_point < sizeof(size_t)) {
+        return zm_error(-EINVAL, "zm_auto_point: sizeof_point is %zu",
+                        points[0].sizeof_point);
+    }
+    pthread_mutex_lock(&src->stats_lock);
+    unsigned n =
+        src->autoc ? zm_auto_timeline(src->autoc, points, points ? cap : 0) : 0;
+    pthread_mutex_unlock(&src->stats_lock);
+    return (int)n;
+}
+
+ZM_API int zm_source_auto_methods(zm_source *src,
+                                  struct zm_auto_method_info *methods,
+                                  unsigned cap)
+{
+    if (methods && cap && methods[0].sizeof_info < sizeof(size_t)) {
+        return zm_error(-EINVAL, "zm_auto_method_info: sizeof_info is %zu",
+                        methods[0].sizeof_info);
+    }
+    pthread_mutex_lock(&src->stats_lock);
+    unsigned n = src->autoc
+                     ? zm_auto_methods(src->autoc, methods, methods ? cap : 0)
+                     : 0;
+    pthread_mutex_unlock(&src->stats_lock);
+    return (int)n;
+}
+
 ZM_API void zm_source_free(zm_source *src)
 {
     if (!src) {
         return;
     }
+    free_auto(src);
     free(src->rounds);
     free(src->offload_args);
     zm_pageset_free(&src->pages);
@@ -309,6 +379,14 @@ static int send_layout(zm_source *src)
         uint32_t n;
         ret = zm_frame_expect(src->main, ZM_FRAME_ACCEPT, body,
                               ZM_FRAME_CONTROL_MAX, &n);
+        /* The codecs it decodes; a peer that does not say takes HELLO's. */
+        src->peer_codecs =
+            ret == 0 && n >= 4 ? zm_get_le32(body) : 1u << src->hello_codec;
+    } else if (ret == 0) {
+        /* A file: whoever restores it needs the codecs we use. */
+        for (int id = 0; id < ZM_CODEC_COUNT; id++) {
+            src->peer_codecs |= zm_codec_available(id) ? 1u << id : 0;
+        }
     }
     free(layout);
     free(body);
@@ -317,17 +395,22 @@ static int send_layout(zm_source *src)
 
 static int connect_channels(zm_source *src, const struct zm_uri *uri)
 {
+    bool automatic = src->p.compression == ZM_COMPRESSION_AUTO;
     struct zm_hello hello = {
         .channels = (uint16_t)src->p.multifd_channels,
         .page_size = src->p.page_size,
         .max_pages = src->p.batch_pages,
-        .codec = (uint8_t)src->p.compression,
+        /* auto: any codec the destination decodes (its ACCEPT says). */
+        .codec = (uint8_t)(automatic ? ZM_CODEC_NONE : src->p.compression),
         .flags = src->p.verify ? ZM_HELLO_VERIFY : 0,
         .level = (int16_t)(src->p.compression_level == ZM_LEVEL_DEFAULT
                                ? 0
                                : src->p.compression_level),
     };
     int ret;
+
+    src->hello_codec = hello.codec;
+    src->peer_codecs = 0;
 
     if (getrandom(hello.session, sizeof(hello.session), 0) !=
         (ssize_t)sizeof(hello.session)) {
@@ -365,7 +448,7 @@ static int open_offload(zm_source *src)
         return 0;
     }
     ret = zm_offload_open(src->offload_ops, src->offload_args, src->p.page_size,
-                          src->p.compression, src->p.compression_level, &off);
+                          &off);
     if (ret < 0) {
         return ret;
     }
@@ -418,9 +501,10 @@ static int setup(zm_source *src, const char *uri_text)
     src->chans = chans;
     src->nchans = src->p.multifd_channels;
     pthread_mutex_unlock(&src->lock);
+    bool automatic = src->p.compression == ZM_COMPRESSION_AUTO;
     struct zm_encoder_options eo = {
         .sizeof_options = sizeof(eo),
-        .codec = src->p.compression,
+        .codec = automatic ? ZM_CODEC_NONE : src->p.compression,
         .level = src->p.compression_level,
         .page_size = src->p.page_size,
         .max_pages = src->p.batch_pages,
@@ -434,7 +518,8 @@ static int setup(zm_source *src, const char *uri_text)
         }
         ch->cap = zm_encoder_bound(ch->enc);
         ch->packet = malloc(ch->cap);
-        if (!ch->packet) {
+        ch->scratch = automatic ? malloc(ch->cap) : NULL;
+        if (!ch->packet || (automatic && !ch->scratch)) {
             return zm_error(-ENOMEM, "out of memory");
         }
     }
@@ -445,6 +530,9 @@ static int setup(zm_source *src, const char *uri_text)
         return ret;
     }
     if ((ret = connect_channels(src, &uri)) < 0) {
+        return ret;
+    }
+    if (automatic && (ret = open_auto(src)) < 0) {
         return ret;
     }
     for (unsigned i = 0; i < src->nchans; i++) {
@@ -707,6 +795,7 @@ static void teardown(zm_source *src)
     for (unsigned i = 0; i < src->nchans; i++) {
         zm_encoder_free(src->chans[i].enc);
         free(src->chans[i].packet);
+        free(src->chans[i].scratch);
     }
     zm_chans_close(src->chans, sizeof(*src->chans), src->nchans, src->main);
     free(src->chans);
@@ -728,6 +817,7 @@ ZM_API int zm_source_run(zm_source *src, const char *uri)
     double t0 = zm_now();
     double cpu0 = zm_thread_cpu();
 
+    free_auto(src);
     pthread_mutex_lock(&src->stats_lock);
     src->t_run = t0;
     src->nrounds = 0;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "channel/ratelimit.h"
+#include "compress_auto.h"
 #include "dirty/dirty.h"
 #include "offload/offload.h"
 #include "pageset.h"
@@ -30,6 +31,8 @@ struct src_channel {
     struct zm_offloader *off; /* NULL: compress on this thread */
     unsigned char *packet;
     size_t cap;
+    double blocked;         /* seconds its writes waited for the link */
+    unsigned char *scratch; /* auto: cap bytes to measure other methods in */
 };
 
 struct zm_source {
@@ -52,6 +55,12 @@ struct zm_source {
     char *offload_args;
     struct zm_offload *offload;
     double offload_cpu; /* its CPU seconds, taken as it closes */
+
+    /* --compression auto: made at setup, kept until the next run so that
+     * its timeline can be read; set and cleared under stats_lock. */
+    struct zm_auto *autoc;
+    uint32_t peer_codecs; /* what the destination decodes (its ACCEPT) */
+    int hello_codec;      /* the codec HELLO named */
 
     /* The round's work, under lock. */
     pthread_mutex_t lock;

@@ -49,13 +49,19 @@ static int chan_write(struct src_channel *ch, uint32_t type,
 {
     zm_source *src = ch->src;
 
+    /* Time waiting for max-bandwidth or the socket is time the link, not
+     * the CPU, held the channel (--compression auto weighs it). */
+    double start = zm_now();
     if (!zm_ratelimit_wait(&src->rate, bytes + ZM_FRAME_HEADER_SIZE)) {
         return -ECANCELED; /* src_fail() has the cause */
     }
+    ch->blocked += zm_now() - start;
     if (src->one_stream) {
         pthread_mutex_lock(&src->write_lock);
     }
+    double before = ch->c.conn->write_blocked;
     int ret = zm_frame_write(ch->c.conn, type, iov, iovcnt);
+    ch->blocked += ch->c.conn->write_blocked - before;
     if (src->one_stream) {
         pthread_mutex_unlock(&src->write_lock);
     }
@@ -121,6 +127,22 @@ static unsigned take_batch(zm_source *src, struct zm_page_ref *refs,
     return n;
 }
 
+/*
+ * Reports a sent batch to --compression auto: b holds its method, encode
+ * and send CPU, and its start time and the channel's blocked seconds at
+ * the start, which become its busy and blocked seconds here.
+ */
+static void auto_end(struct src_channel *ch, struct zm_auto_batch *b,
+                     const struct zm_packet_info *info, double thread_cpu)
+{
+    b->raw_bytes = (uint64_t)info->data_size;
+    b->wire_bytes = info->size;
+    b->thread_cpu = thread_cpu;
+    b->blocked = ch->blocked - b->blocked;
+    b->busy = zm_now() - b->busy;
+    zm_auto_end(ch->src->autoc, b);
+}
+
 /* Compression on this thread: take, encode, send. */
 static void compress_here(struct src_channel *ch, struct zm_page_ref *refs)
 {
@@ -142,11 +164,30 @@ static void compress_here(struct src_channel *ch, struct zm_page_ref *refs)
         }
         pthread_mutex_unlock(&src->lock);
 
+        struct zm_auto_batch b = { 0 };
+        double cpu0 = 0;
+        int sample = -1;
+        if (src->autoc) {
+            b.busy = zm_now();
+            b.blocked = ch->blocked;
+            cpu0 = zm_thread_cpu();
+            b.method = zm_auto_begin(src->autoc, ch->enc, &sample);
+        }
         struct zm_packet_info info = { .sizeof_info = sizeof(info) };
         ssize_t len = zm_encode(ch->enc, region, refs, n, flags, ch->packet,
                                 ch->cap, &info);
+        double cpu1 = src->autoc ? zm_thread_cpu() : 0;
         int ret = len < 0 ? (int)len
                           : send_packet(ch, ch->packet, (size_t)len, &info);
+        if (src->autoc && ret == 0) {
+            b.encode_cpu = cpu1 - cpu0;
+            b.send_cpu = zm_thread_cpu() - cpu1;
+            auto_end(ch, &b, &info, b.encode_cpu + b.send_cpu);
+            if (sample >= 0) {
+                zm_auto_sample(src->autoc, ch->enc, sample, refs, n, region,
+                               flags, ch->scratch, ch->cap, &b);
+            }
+        }
 
         pthread_mutex_lock(&src->lock);
         batch_done(src, 1, ret);
@@ -159,9 +200,26 @@ static int send_slot(struct src_channel *ch, struct zm_offload_slot *slot)
 {
     struct zm_packet_info info = { .sizeof_info = sizeof(info) };
     int ret = zm_packet_peek(slot->packet, (size_t)slot->len, &info);
+    /* The channel was busy with it while submitting, and now. */
+    struct zm_auto_batch b = {
+        .method = slot->method,
+        .busy = zm_now() - slot->submit_wall, /* auto_end(): + the send */
+        .blocked = ch->blocked,
+    };
+    double cpu0 = ch->src->autoc ? zm_thread_cpu() : 0;
 
     if (ret == 0) {
         ret = send_packet(ch, slot->packet, (size_t)slot->len, &info);
+    }
+    if (ch->src->autoc && ret == 0) {
+        b.encode_cpu = slot->encode_cpu;
+        b.send_cpu = zm_thread_cpu() - cpu0;
+        auto_end(ch, &b, &info, slot->submit_cpu + b.send_cpu);
+        if (slot->sample >= 0) {
+            zm_auto_sample(ch->src->autoc, ch->enc, slot->sample, slot->refs,
+                           slot->job.count, slot->job.region, slot->job.flags,
+                           ch->scratch, ch->cap, &b);
+        }
     }
     zm_offloader_release(ch->off, slot);
     return ret;
@@ -207,7 +265,19 @@ static void compress_offloaded(struct src_channel *ch)
                 continue;
             }
             pthread_mutex_unlock(&src->lock);
+            double wall = 0, cpu = 0;
+            if (src->autoc) {
+                wall = zm_now();
+                cpu = zm_thread_cpu();
+                slot->method =
+                    zm_auto_begin(src->autoc, ch->enc, &slot->sample);
+            }
             int r = zm_offloader_submit(ch->off, slot, region, n, flags);
+            if (src->autoc) {
+                /* Busy while submitting and sending; not while waiting. */
+                slot->submit_cpu = zm_thread_cpu() - cpu;
+                slot->submit_wall = zm_now() - wall;
+            }
             int ret = r == 1 ? send_slot(ch, slot) : r;
             pthread_mutex_lock(&src->lock);
             if (r != 0) {

@@ -33,7 +33,6 @@ struct zm_offload {
     struct zm_offload_ops ops; /* as far as the backend's table went */
     void *dev;
     struct zm_offload_caps caps;
-    int codec, level;
     pthread_mutex_t lock; /* the service state */
     double out_until;     /* out of service until then */
     double backoff;
@@ -58,8 +57,7 @@ struct zm_offloader {
 };
 
 int zm_offload_open(const struct zm_offload_ops *ops, const char *args,
-                    uint32_t page_size, int codec, int level,
-                    struct zm_offload **out)
+                    uint32_t page_size, struct zm_offload **out)
 {
     struct zm_offload *off;
     int ret;
@@ -84,8 +82,6 @@ int zm_offload_open(const struct zm_offload_ops *ops, const char *args,
         return zm_error(-EINVAL, "offload: backend '%s' lacks a function",
                         ops->name ? ops->name : "?");
     }
-    off->codec = codec;
-    off->level = level;
     off->backoff = ZM_OFFLOAD_BACKOFF;
     off->caps.sizeof_caps = sizeof(off->caps);
     pthread_mutex_init(&off->lock, NULL);
@@ -278,9 +274,12 @@ unsigned zm_offloader_inflight(const struct zm_offloader *o)
 /* The batch of s compressed by the calling thread. */
 static int software(struct zm_offloader *o, struct zm_offload_slot *s)
 {
+    double cpu = zm_thread_cpu();
     s->on_backend = false;
     s->len = zm_encode(o->software, s->job.region, s->refs, s->job.count,
                        s->job.flags, s->packet, o->cap, NULL);
+    s->encode_cpu = zm_thread_cpu() - cpu;
+    s->in_software = true;
     return s->len < 0 ? (int)s->len : 1;
 }
 
@@ -288,6 +287,9 @@ int zm_offloader_submit(struct zm_offloader *o, struct zm_offload_slot *s,
                         uint32_t region, unsigned count, unsigned flags)
 {
     struct zm_offload *off = o->off;
+    int level;
+    /* The channel may switch methods per batch (--compression auto). */
+    int codec = zm_encoder_codec(o->software, &level);
 
     s->job = (struct zm_offload_job){
         .sizeof_job = sizeof(s->job),
@@ -295,13 +297,13 @@ int zm_offloader_submit(struct zm_offloader *o, struct zm_offload_slot *s,
         .pages = s->refs,
         .count = count,
         .flags = flags,
-        .codec = off->codec,
-        .level = off->level,
+        .codec = codec,
+        .level = level,
         .out = s->packet,
         .cap = o->cap,
     };
     if (count < off->caps.min_pages || count > off->caps.max_pages ||
-        !(off->caps.codecs & (1u << off->codec)) || !in_service(off)) {
+        !(off->caps.codecs & (1u << codec)) || !in_service(off)) {
         atomic_fetch_add(&off->fallbacks, 1);
         return software(o, s);
     }
@@ -348,6 +350,10 @@ static struct zm_offload_slot *abandon(struct zm_offloader *o,
         .cap = s->job.cap,
     };
     memcpy(fresh->refs, s->refs, s->job.count * sizeof(*s->refs));
+    fresh->method = s->method;
+    fresh->sample = s->sample;
+    fresh->submit_wall = s->submit_wall;
+    fresh->submit_cpu = s->submit_cpu;
     for (unsigned i = 0; i < o->nslots; i++) {
         if (o->slots[i] == s) {
             o->slots[i] = fresh;
@@ -446,6 +452,8 @@ static int completed(struct zm_offloader *o, struct zm_offload_job *job,
     done[(*n)++] = s;
     if (packet_is_batch(o, job)) {
         s->len = job->result;
+        s->encode_cpu = job->cpu_seconds;
+        s->in_software = false;
         atomic_fetch_add(&o->off->offloaded, 1);
         back_in_service(o->off);
         return 0;

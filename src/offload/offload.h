@@ -37,11 +37,10 @@ struct zm_offload;
 
 /*
  * Opens ops (an older backend's shorter table is accepted; a missing
- * function is -EINVAL) with args, for packets of codec at level.
+ * function is -EINVAL) with args; each job names its codec and level.
  */
 int zm_offload_open(const struct zm_offload_ops *ops, const char *args,
-                    uint32_t page_size, int codec, int level,
-                    struct zm_offload **out);
+                    uint32_t page_size, struct zm_offload **out);
 void zm_offload_close(struct zm_offload *off);
 
 /* The backend's host CPU seconds since it opened (0 if it cannot say). */
@@ -62,6 +61,16 @@ struct zm_offload_slot {
     bool on_backend; /* submitted, not yet handed back */
     bool abandoned;  /* hung or lost: the backend may still hold it */
     struct zm_offload_slot *next;
+    /* Once done: CPU seconds the packet took (the backend's figure, or
+     * the submitting thread's when it was made in software). */
+    double encode_cpu;
+    bool in_software;
+    /* The caller's own, kept with the batch: --compression auto's method
+     * and the one to sample, and the seconds (wall, CPU) the submitting
+     * thread spent on it. */
+    unsigned method;
+    int sample;
+    double submit_wall, submit_cpu;
 };
 
 /* One channel's queue on the backend, its slots and software encoder. */

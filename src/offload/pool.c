@@ -55,20 +55,10 @@ static uint64_t now_ns(void)
     return (uint64_t)(zm_now() * 1e9);
 }
 
-/* A worker's encoder for codec and level, made again when they change. */
-struct worker_encoder {
-    zm_encoder *enc;
-    int codec, level;
-};
-
-static zm_encoder *encoder_for(struct worker_encoder *w, uint32_t page_size,
-                               int codec, int level)
+/* A worker's encoder, switched to each job's codec and level. */
+static zm_encoder *encoder_for(zm_encoder **enc, uint32_t page_size, int codec,
+                               int level)
 {
-    if (w->enc && w->codec == codec && w->level == level) {
-        return w->enc;
-    }
-    zm_encoder_free(w->enc);
-    w->enc = NULL;
     struct zm_encoder_options eo = {
         .sizeof_options = sizeof(eo),
         .codec = codec,
@@ -76,17 +66,17 @@ static zm_encoder *encoder_for(struct worker_encoder *w, uint32_t page_size,
         .page_size = page_size,
         .max_pages = ZM_MAX_BATCH_PAGES,
     };
-    if (zm_encoder_new(&eo, &w->enc) == 0) {
-        w->codec = codec;
-        w->level = level;
+
+    if (!*enc) {
+        return zm_encoder_new(&eo, enc) == 0 ? *enc : NULL;
     }
-    return w->enc;
+    return zm_encoder_set_codec(*enc, codec, level) == 0 ? *enc : NULL;
 }
 
 static void worker(void *ctx, unsigned index)
 {
     struct zm_pool *pool = ctx;
-    struct worker_encoder w = { 0 };
+    zm_encoder *enc_cache = NULL;
 
     pthread_mutex_lock(&pool->lock);
     for (;;) {
@@ -108,12 +98,14 @@ static void worker(void *ctx, unsigned index)
         if (it->fail) {
             job->result = -EIO;
         } else if (!it->hang) {
-            zm_encoder *enc =
-                encoder_for(&w, pool->page_size, job->codec, job->level);
+            double cpu = zm_thread_cpu();
+            zm_encoder *enc = encoder_for(&enc_cache, pool->page_size,
+                                          job->codec, job->level);
             job->result =
                 enc ? zm_encode(enc, job->region, job->pages, job->count,
                                 job->flags, job->out, job->cap, NULL)
                     : -ENOMEM;
+            job->cpu_seconds = zm_thread_cpu() - cpu;
         }
 
         zm_workers_note_cpu(&pool->workers, index);
@@ -126,7 +118,7 @@ static void worker(void *ctx, unsigned index)
         pthread_cond_broadcast(&q->cond);
     }
     pthread_mutex_unlock(&pool->lock);
-    zm_encoder_free(w.enc);
+    zm_encoder_free(enc_cache);
 }
 
 int zm_pool_open(const struct zm_pool_config *cfg, uint32_t page_size,

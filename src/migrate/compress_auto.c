@@ -1,0 +1,509 @@
+/*
+ * compress_auto.c - --compression auto (compress_auto.h says how it works)
+ */
+#include "compress_auto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/sized.h"
+#include "common/time.h"
+
+/* The candidates, cheapest first: the first one measured wins a tie. */
+static const struct {
+    int codec, level;
+} candidates[] = {
+    { ZM_CODEC_NONE, 0 }, { ZM_CODEC_LZ4, 1 },  { ZM_CODEC_DEFLATE, 1 },
+    { ZM_CODEC_ZSTD, 1 }, { ZM_CODEC_ZSTD, 3 }, { ZM_CODEC_ZSTD, 6 },
+    { ZM_CODEC_ZSTD, 9 },
+};
+
+/* Guessed cost of a method never measured, to pace its first sample. */
+#define GUESS_CPU_PER_BYTE 20e-9
+/* Samples are few: their figures move faster than those of the method in
+ * use, which every batch refreshes. */
+#define ALPHA_SAMPLED 0.25
+#define ALPHA_CURRENT 0.05
+/* A batch at this ratio or above was stored raw (the header aside). */
+#define RAW_WIRE 0.99
+/* The shortest gap between two samples of one method. */
+#define SAMPLE_GAP_MIN 0.02
+
+double zm_auto_predict(const struct zm_auto_method *m,
+                       const struct zm_auto_limits *lim)
+{
+    double cpu = m->cpu_per_byte + m->wire_per_byte * lim->send_cpu_per_byte;
+    double link = lim->per_method && m->link > 0 ? m->link : lim->link;
+    double by_cpu = cpu > 0 ? lim->cores / cpu : INFINITY;
+    double by_link =
+        link > 0 && m->wire_per_byte > 0 ? link / m->wire_per_byte : INFINITY;
+    return by_cpu < by_link ? by_cpu : by_link;
+}
+
+unsigned zm_auto_choose(const struct zm_auto_method *methods, unsigned n,
+                        unsigned current, const struct zm_auto_limits *lim)
+{
+    unsigned best = current;
+    double best_rate =
+        methods[current].samples ? zm_auto_predict(&methods[current], lim) : 0;
+    double current_rate = best_rate;
+
+    for (unsigned i = 0; i < n; i++) {
+        if (methods[i].samples == 0) {
+            continue;
+        }
+        double rate = zm_auto_predict(&methods[i], lim);
+        if (rate > best_rate) {
+            best = i;
+            best_rate = rate;
+        }
+    }
+    return best_rate > current_rate * ZM_AUTO_HYSTERESIS ? best : current;
+}
+
+/* Idle (and iowait) ticks of the CPUs this thread may run on. */
+static int read_idle(uint64_t *ticks, uint64_t *cpus)
+{
+    cpu_set_t set;
+    char buf[1 << 16];
+    int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return -errno;
+    }
+    ssize_t len = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (len <= 0 || sched_getaffinity(0, sizeof(set), &set) < 0) {
+        return -EIO;
+    }
+    buf[len] = '\0';
+    *ticks = 0;
+    *cpus = 0;
+    for (char *line = buf; line && *line; line = strchr(line, '\n')) {
+        unsigned cpu;
+        unsigned long long user, nice, sys, idle, iowait;
+        line += *line == '\n';
+        if (sscanf(line, "cpu%u %llu %llu %llu %llu %llu", &cpu, &user, &nice,
+                   &sys, &idle, &iowait) == 6 &&
+            cpu < CPU_SETSIZE && CPU_ISSET(cpu, &set)) {
+            *ticks += idle + iowait;
+            (*cpus)++;
+        }
+    }
+    return *cpus ? 0 : -EIO;
+}
+
+int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
+                 bool offloaded, double (*offload_cpu)(void *), void *ctx)
+{
+    cpu_set_t set;
+
+    memset(a, 0, sizeof(*a));
+    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
+        int id = candidates[i].codec;
+        if ((codecs & (1u << id)) && zm_codec_available(id)) {
+            a->m[a->n++] = (struct zm_auto_method){
+                .codec = id,
+                .level = candidates[i].level,
+            };
+        }
+    }
+    /* none is always there: it needs nothing on either side. */
+    if (a->n == 0 || a->m[0].codec != ZM_CODEC_NONE) {
+        return zm_error(-EPROTO, "compression auto: the destination does "
+                                 "not take uncompressed pages");
+    }
+    /* Begin with the cheapest method that compresses, if there is one. */
+    atomic_store(&a->current, a->n > 1 ? 1u : 0u);
+    a->channels = channels;
+    double cpus = sched_getaffinity(0, sizeof(set), &set) == 0
+                      ? CPU_COUNT(&set)
+                      : (double)sysconf(_SC_NPROCESSORS_ONLN);
+    a->max_cores = offloaded || channels > cpus ? cpus : channels;
+    a->lim.cores = a->max_cores;
+    a->offload_cpu = offload_cpu;
+    a->offload_ctx = ctx;
+    a->probe_after = ZM_AUTO_PROBE_MIN;
+    a->trial = -1;
+    a->t0 = a->win_start = zm_now();
+    a->win_offload_cpu0 = offload_cpu ? offload_cpu(ctx) : 0;
+    if (read_idle(&a->idle0, &a->idle_cpus) < 0) {
+        a->idle_cpus = 0; /* no /proc: the cores stay as counted */
+    }
+    pthread_mutex_init(&a->lock, NULL);
+    return 0;
+}
+
+void zm_auto_fini(struct zm_auto *a)
+{
+    if (a->n) {
+        pthread_mutex_destroy(&a->lock);
+    }
+    free(a->timeline);
+    a->timeline = NULL;
+    a->n = 0;
+}
+
+/* Moves m's figures toward a batch's, a plain mean for the first few. */
+static void update(struct zm_auto_method *m, double cpu, double wire,
+                   double alpha, double now)
+{
+    if (m->samples < 1.0 / alpha) {
+        alpha = 1.0 / (m->samples + 1);
+    }
+    m->cpu_per_byte += alpha * (cpu - m->cpu_per_byte);
+    m->wire_per_byte += alpha * (wire - m->wire_per_byte);
+    m->samples++;
+    m->last_measured = now;
+}
+
+/*
+ * The method to sample next, if one is due: each is measured again after
+ * a gap that keeps all of them together within ZM_AUTO_SAMPLE_BUDGET of
+ * the cores, so the cheap ones are measured often and zstd -9 seldom.
+ */
+static int sample_due(struct zm_auto *a, unsigned current, double now)
+{
+    double batch =
+        (double)(a->win_batches ? a->win_raw / a->win_batches : 512u << 10);
+    int pick = -1;
+
+    for (unsigned i = 0; i < a->n; i++) {
+        const struct zm_auto_method *m = &a->m[i];
+        double cost = (m->samples ? m->cpu_per_byte : GUESS_CPU_PER_BYTE) *
+                      batch * (a->n - 1);
+        double gap =
+            fmax(SAMPLE_GAP_MIN, cost / (ZM_AUTO_SAMPLE_BUDGET * a->lim.cores));
+        if (i != current && now >= m->last_measured + gap &&
+            (pick < 0 || m->last_measured < a->m[pick].last_measured)) {
+            pick = (int)i;
+        }
+    }
+    return pick;
+}
+
+unsigned zm_auto_begin(struct zm_auto *a, zm_encoder *enc, int *sample)
+{
+    double now = zm_now();
+
+    pthread_mutex_lock(&a->lock);
+    unsigned pick = atomic_load(&a->current);
+    *sample = sample_due(a, pick, now);
+    if (*sample >= 0) {
+        /* Claimed: no other channel samples it meanwhile. */
+        a->m[*sample].last_measured = now;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (zm_encoder_set_codec(enc, a->m[pick].codec, a->m[pick].level) < 0) {
+        /* Out of memory for a context: none needs none. */
+        zm_encoder_set_codec(enc, ZM_CODEC_NONE, 0);
+        pick = 0;
+    }
+    return pick;
+}
+
+void zm_auto_sample(struct zm_auto *a, zm_encoder *enc, int method,
+                    const struct zm_page_ref *pages, unsigned count,
+                    uint32_t region, unsigned flags, void *scratch, size_t cap,
+                    const struct zm_auto_batch *sent)
+{
+    const struct zm_auto_method *m = &a->m[method];
+    struct zm_packet_info info = { .sizeof_info = sizeof(info) };
+    int level;
+    int codec = zm_encoder_codec(enc, &level);
+
+    if (sent->raw_bytes == 0 ||
+        zm_encoder_set_codec(enc, m->codec, m->level) < 0) {
+        return;
+    }
+    double cpu = zm_thread_cpu();
+    ssize_t len =
+        zm_encode(enc, region, pages, count, flags, scratch, cap, &info);
+    cpu = zm_thread_cpu() - cpu;
+    zm_encoder_set_codec(enc, codec, level);
+    if (len < 0 || info.data_size == 0) {
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    /*
+     * The same pages, made with the method in use: how this batch's ratio
+     * differs from that method's running figure scales the sample's, so
+     * that one batch of text or of random bytes does not stand for all
+     * the data.  Not for a batch either stored raw: raw is raw.
+     */
+    const struct zm_auto_method *cur = &a->m[sent->method];
+    double wire = (double)len / info.data_size;
+    double sent_wire = (double)sent->wire_bytes / (double)sent->raw_bytes;
+    if (cur->samples > 0 && !info.raw && sent_wire < RAW_WIRE) {
+        wire = fmin(wire * cur->wire_per_byte / sent_wire, RAW_WIRE);
+    }
+    update(&a->m[method], cpu / info.data_size, wire, ALPHA_SAMPLED, zm_now());
+    a->win_cpu += cpu;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/*
+ * The link as the current method saw it, from a window's wire rate and the
+ * share of the window the channels were busy (sending or making packets;
+ * between rounds they wait).  Returns whether the link was the limit.
+ */
+static bool update_link(struct zm_auto *a, struct zm_auto_method *cur,
+                        double wall)
+{
+    struct zm_auto_limits *lim = &a->lim;
+    double wire_rate = (double)a->win_wire / wall;
+    double busy = fmin(1, a->win_busy / (a->channels * wall));
+
+    if (a->win_busy > 0 && a->win_blocked / a->win_busy >= ZM_AUTO_LINK_BOUND) {
+        double seen = wire_rate / busy;
+        cur->link = cur->link > 0 ? (cur->link + seen) / 2 : seen;
+        lim->link = cur->link;
+        return true;
+    }
+    /* Not the limit: it carries at least this much. */
+    if (cur->link > 0 && wire_rate > cur->link) {
+        cur->link = wire_rate;
+    }
+    if (lim->link > 0 && wire_rate > lim->link) {
+        lim->link = wire_rate;
+    }
+    return false;
+}
+
+/*
+ * A trial ended: the link as the tried method saw it against the link as
+ * the method before it saw it says whether the link is one for all
+ * methods (a network) or depends on the method (a receiver short of CPU
+ * decodes some faster than others).
+ */
+static void end_trial(struct zm_auto *a, bool bound)
+{
+    const struct zm_auto_method *tried = &a->m[a->trial];
+    const struct zm_auto_method *before = &a->m[a->trial_from];
+
+    if (before->link > 0 && tried->link > 0) {
+        double r = tried->link / before->link;
+        bool shared = r > 0.8 && r < 1.25;
+        if (bound || !shared) {
+            a->lim.per_method = !shared;
+        }
+    }
+    a->trial = -1;
+}
+
+/*
+ * The method worth a trial, or -1: one the model would prefer if the link
+ * carried ZM_AUTO_PROBE_GAIN times what it did.  Only a trial shows that a
+ * receiver decodes one method faster than another, or that the link got
+ * faster while the CPU, not the link, held the current method.
+ */
+static int trial_candidate(const struct zm_auto *a, unsigned cur)
+{
+    double bar = zm_auto_predict(&a->m[cur], &a->lim) * ZM_AUTO_HYSTERESIS;
+    double best = bar;
+    int pick = -1;
+
+    if (a->lim.link <= 0) {
+        return -1; /* the link never limited: the model needs no trial */
+    }
+    for (unsigned i = 0; i < a->n; i++) {
+        struct zm_auto_method m = a->m[i];
+        struct zm_auto_limits hope = a->lim;
+        if (i == cur || m.samples == 0) {
+            continue;
+        }
+        hope.link = (a->lim.per_method && m.link > 0 ? m.link : a->lim.link) *
+                    ZM_AUTO_PROBE_GAIN;
+        m.link = hope.link;
+        double rate = zm_auto_predict(&m, &hope);
+        if (rate > best) {
+            best = rate;
+            pick = (int)i;
+        }
+    }
+    return pick;
+}
+
+static void record(struct zm_auto *a, double now, double wall)
+{
+    if (a->points == a->points_cap) {
+        unsigned cap = a->points_cap ? 2 * a->points_cap : 256;
+        void *p = cap <= 1u << 16
+                      ? realloc(a->timeline, cap * sizeof(*a->timeline))
+                      : NULL;
+        if (!p) {
+            return; /* the history ends there; the migration goes on */
+        }
+        a->timeline = p;
+        a->points_cap = cap;
+    }
+    const struct zm_auto_method *m = &a->m[atomic_load(&a->current)];
+    a->timeline[a->points++] = (struct zm_auto_point){
+        .sizeof_point = sizeof(struct zm_auto_point),
+        .time_ms = (now - a->t0) * 1e3,
+        .codec = m->codec,
+        .level = m->level,
+        .raw_mbps = (double)a->win_raw * 8 / wall / 1e6,
+        .wire_mbps = (double)a->win_wire * 8 / wall / 1e6,
+        .link_mbps = a->lim.link * 8 / 1e6,
+        .cores = a->lim.cores,
+    };
+}
+
+/* The method for the next window: the model's choice, or one on trial. */
+static void switch_method(struct zm_auto *a, unsigned cur, bool bound,
+                          double now)
+{
+    bool was_trial = a->trial >= 0;
+
+    if (was_trial) {
+        end_trial(a, bound);
+    }
+    unsigned next = zm_auto_choose(a->m, a->n, cur, &a->lim);
+    if (was_trial) {
+        /* A trial that won resets the back-off; one that lost doubles it. */
+        a->probe_after = next == cur
+                             ? ZM_AUTO_PROBE_MIN
+                             : fmin(2 * a->probe_after, ZM_AUTO_PROBE_MAX);
+    }
+    int trial = -1;
+    if (next == cur && now - a->probe_at >= a->probe_after) {
+        trial = trial_candidate(a, cur);
+    }
+    if (trial >= 0) {
+        a->trial = trial;
+        a->trial_from = cur;
+        a->probe_at = now;
+        next = (unsigned)trial;
+    }
+    if (next != cur) {
+        atomic_store(&a->current, next);
+        /* A trial's one window is its measure; else wait one out. */
+        a->held = trial >= 0 ? 0 : 1;
+    }
+}
+
+/* The end of a window: what limited it, and the method for the next. */
+static void decide(struct zm_auto *a, double now)
+{
+    double wall = now - a->win_start;
+    double cpu = a->win_cpu;
+    uint64_t idle = 0, cpus = 0;
+
+    if (a->offload_cpu) {
+        double pool = a->offload_cpu(a->offload_ctx);
+        cpu += pool - a->win_offload_cpu0;
+        a->win_offload_cpu0 = pool;
+    }
+    double cores = a->max_cores;
+    if (read_idle(&idle, &cpus) == 0) {
+        /* Unless the CPUs we may use changed (then next time). */
+        if (cpus == a->idle_cpus && idle >= a->idle0) {
+            double idle_cores =
+                (double)(idle - a->idle0) / (double)sysconf(_SC_CLK_TCK) / wall;
+            cores = fmin(cores, cpu / wall + idle_cores);
+        }
+        a->idle0 = idle;
+        a->idle_cpus = cpus;
+    }
+    a->lim.cores = fmax(0.05, (a->lim.cores + cores) / 2);
+    if (a->win_wire > 0) {
+        a->lim.send_cpu_per_byte = a->win_send_cpu / (double)a->win_wire;
+    }
+    unsigned cur = atomic_load(&a->current);
+    bool bound = a->win_busy > 0 && update_link(a, &a->m[cur], wall);
+    if (a->trial >= 0 || a->held == 0) {
+        switch_method(a, cur, bound, now);
+    } else {
+        a->held--; /* the window after a switch mixes both methods */
+    }
+    record(a, now, wall);
+    a->win_start = now;
+    a->win_cpu = a->win_send_cpu = a->win_blocked = a->win_busy = 0;
+    a->win_raw = a->win_wire = a->win_batches = 0;
+}
+
+void zm_auto_end(struct zm_auto *a, const struct zm_auto_batch *b)
+{
+    double now = zm_now();
+
+    pthread_mutex_lock(&a->lock);
+    struct zm_auto_method *m = &a->m[b->method];
+    m->batches++;
+    m->raw_bytes += b->raw_bytes;
+    if (b->raw_bytes > 0) {
+        update(m, b->encode_cpu / (double)b->raw_bytes,
+               (double)b->wire_bytes / (double)b->raw_bytes, ALPHA_CURRENT,
+               now);
+    }
+    a->win_cpu += b->thread_cpu;
+    a->win_send_cpu += b->send_cpu;
+    a->win_blocked += b->blocked;
+    a->win_busy += b->busy;
+    a->win_raw += b->raw_bytes;
+    a->win_wire += b->wire_bytes;
+    a->win_batches++;
+    if (now - a->win_start >= ZM_AUTO_WINDOW && a->win_batches >= 4) {
+        decide(a, now);
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* Copies items of size bytes to the caller's stride-sized structs. */
+static void copy_out(void *out, unsigned max, const void *items, size_t size,
+                     unsigned n)
+{
+    size_t stride = max ? zm_sized_size(out) : 0;
+
+    for (unsigned i = 0; i < n && i < max; i++) {
+        void *dst = (char *)out + i * stride;
+        memcpy(dst, &stride, sizeof(stride));
+        zm_sized_out(dst, (const char *)items + i * size, size);
+    }
+}
+
+unsigned zm_auto_timeline(struct zm_auto *a, struct zm_auto_point *out,
+                          unsigned max)
+{
+    if (!a->n) {
+        return 0;
+    }
+    pthread_mutex_lock(&a->lock);
+    unsigned n = a->points;
+    copy_out(out, max, a->timeline, sizeof(*a->timeline), n);
+    pthread_mutex_unlock(&a->lock);
+    return n;
+}
+
+unsigned zm_auto_methods(struct zm_auto *a, struct zm_auto_method_info *out,
+                         unsigned max)
+{
+    struct zm_auto_method_info info[ZM_AUTO_MAX_METHODS];
+
+    if (!a->n) {
+        return 0;
+    }
+    pthread_mutex_lock(&a->lock);
+    for (unsigned i = 0; i < a->n; i++) {
+        const struct zm_auto_method *m = &a->m[i];
+        info[i] = (struct zm_auto_method_info){
+            .sizeof_info = sizeof(info[i]),
+            .codec = m->codec,
+            .level = m->level,
+            .batches = m->batches,
+            .raw_bytes = m->raw_bytes,
+            .cpu_ns_per_byte = m->cpu_per_byte * 1e9,
+            .wire_per_byte = m->wire_per_byte,
+        };
+    }
+    copy_out(out, max, info, sizeof(info[0]), a->n);
+    pthread_mutex_unlock(&a->lock);
+    return a->n;
+}
