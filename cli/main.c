@@ -75,7 +75,10 @@ static const char usage_text[] =
     "                             demo writer)\n"
     "    --dirty-rate RATE        pages dirtied per second x 4096, all vCPUs\n"
     "                             (default 100M/s)\n"
-    "    --data SOURCE            generated, or corpus:DIR (files repeated)\n"
+    "    --data SOURCE            generated, random (incompressible), or\n"
+    "                             corpus:DIR (the files, repeated)\n"
+    "    --zero-percent N         make N% of the pages zero, in runs of 16\n"
+    "                             (not with --workload fill; default 0)\n"
     "    --seed N                 for the generated data (default 1)\n"
     "\n"
     "OUTPUT OPTIONS\n"
@@ -123,6 +126,7 @@ enum {
     OPT_WORKLOAD,
     OPT_DIRTY_RATE,
     OPT_DATA,
+    OPT_ZERO_PERCENT,
     OPT_SEED,
     OPT_CHART,
 };
@@ -138,6 +142,7 @@ static const struct option long_options[] = {
     { "workload", required_argument, NULL, OPT_WORKLOAD },
     { "dirty-rate", required_argument, NULL, OPT_DIRTY_RATE },
     { "data", required_argument, NULL, OPT_DATA },
+    { "zero-percent", required_argument, NULL, OPT_ZERO_PERCENT },
     { "seed", required_argument, NULL, OPT_SEED },
     { "chart", required_argument, NULL, OPT_CHART },
     { "help", no_argument, NULL, 'h' },
@@ -203,14 +208,21 @@ static void parse_options(int argc, char **argv, struct options *o)
             o->guest.dirty_rate = v;
             break;
         case OPT_DATA:
-            if (strcmp(optarg, "generated") == 0) {
-                o->guest.corpus_dir = NULL;
+            o->guest.corpus_dir = NULL;
+            o->guest.random = false;
+            if (strcmp(optarg, "random") == 0) {
+                o->guest.random = true;
             } else if (strncmp(optarg, "corpus:", 7) == 0 && optarg[7]) {
                 o->guest.corpus_dir = optarg + 7;
-            } else {
-                zm_usage_error("--data: '%s' (generated or corpus:DIR)",
+            } else if (strcmp(optarg, "generated") != 0) {
+                zm_usage_error("--data: '%s' (generated, random or "
+                               "corpus:DIR)",
                                optarg);
             }
+            break;
+        case OPT_ZERO_PERCENT:
+            o->guest.zero_percent =
+                (unsigned)zm_parse_count_opt("--zero-percent", optarg, 0, 100);
             break;
         case OPT_SEED:
             o->guest.seed = zm_parse_count_opt("--seed", optarg, 0, UINT64_MAX);

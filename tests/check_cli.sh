@@ -115,6 +115,36 @@ status=$?
 check "offload: an unknown backend key fails the run, naming it" sh -c \
     "[ $status -eq 1 ] && grep -q \"unknown key 'colour'\" '$dir/out'"
 
+# --compression auto, with the cpu pool too: completes, verified, and the
+# JSON says which methods carried the pages and what they cost.
+for extra in "" "--offload cpu --compress-threads 1"; do
+    # shellcheck disable=SC2086
+    "$zm" demo --guest-ram 64M --vcpus 1 --dirty-rate 10M --json --quiet \
+        --compression auto --multifd-channels 4 $extra >"$dir/auto.json" 2>&1
+    check "auto ${extra:-on the channels}: the demo completes and verifies" \
+        sh -c "[ \$(grep -c '\"status\": \"completed\"' '$dir/auto.json') -eq 2 ]"
+    check "auto ${extra:-on the channels}: methods and timeline in the JSON" \
+        python3 -c "
+import json, sys
+s = [json.loads(l) for l in open(sys.argv[1]) if '\"side\": \"send\"' in l][0]
+a = s['compression-auto']
+assert [m['method'] for m in a['methods']][:2] == ['none', 'lz4:1'], a
+assert sum(m['raw-bytes'] for m in a['methods']) == 4096 * s['ram']['normal']
+assert all(p['method'] in [m['method'] for m in a['methods']]
+           for p in a['timeline'])" "$dir/auto.json"
+done
+expect_usage "--zero-percent" send --to unix:/x --zero-percent 101
+expect_usage "--data: 'noise'" send --to unix:/x --data noise
+"$zm" demo --guest-ram 16M --vcpus 1 --workload idle --data random \
+    --zero-percent 50 --json --quiet >"$dir/rnd.json" 2>&1
+check "--data random --zero-percent 50: half the pages zero, the rest raw" \
+    python3 -c "
+import json, sys
+s = [json.loads(l) for l in open(sys.argv[1]) if '\"side\": \"send\"' in l][0]
+r = s['ram']
+assert 0.35 < r['duplicate'] / (r['normal'] + r['duplicate']) < 0.65, r
+assert s['compression-ratio'] < 1.01, s" "$dir/rnd.json"
+
 # file: save, then restore.
 "$zm" send --to "file:$dir/guest.zm" --guest-ram 32M --workload writer \
     --compression lz4 --verify --json --quiet >"$dir/save.json" 2>&1

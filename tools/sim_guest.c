@@ -158,8 +158,30 @@ const char *zm_guest_workload_name(int workload)
  * boundary; corpus data is copied from the image, which must not overlap
  * the range.
  */
+/* splitmix64: random bytes that depend on the seed and the offset only. */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static void fill_random(unsigned char *dst, uint64_t off, uint64_t len,
+                        uint64_t seed)
+{
+    for (uint64_t i = 0; i + 8 <= len; i += 8) {
+        uint64_t v = mix64(seed ^ mix64(off + i));
+        memcpy(dst + i, &v, 8);
+    }
+}
+
 static void fill_range(zm_guest *g, uint64_t off, uint64_t len)
 {
+    if (g->opts.random) {
+        fill_random(g->ram + off, off, len, g->opts.seed);
+        return;
+    }
     if (g->data == NULL) {
         zm_datagen_fill(g->ram + off, len, off, g->opts.seed);
         return;
@@ -180,6 +202,25 @@ static int fill_chunk(struct work *w, uint64_t off, uint64_t len, char *msg,
     (void)msg;
     (void)msg_size;
     fill_range(w->g, off, len);
+    return 0;
+}
+
+/* zero_percent of the runs of 16 pages, chosen by the seed, are zero. */
+static int zero_chunk(struct work *w, uint64_t off, uint64_t len, char *msg,
+                      size_t msg_size)
+{
+    const uint64_t run = 16 * PAGE;
+    zm_guest *g = w->g;
+
+    (void)msg;
+    (void)msg_size;
+    for (uint64_t at = off - off % run; at < off + len; at += run) {
+        if (mix64(g->opts.seed ^ (at / run)) % 100 < g->opts.zero_percent) {
+            uint64_t from = at > off ? at : off;
+            uint64_t to = min_u64(at + run, off + len);
+            memset(g->ram + from, 0, to - from);
+        }
+    }
     return 0;
 }
 
@@ -590,6 +631,17 @@ static int check_options(const struct zm_guest_options *o, char *err,
         return zm_errbuf(err, err_size, -EINVAL, "unknown workload %d",
                          (int)o->workload);
     }
+    if (o->zero_percent > 100 ||
+        (o->zero_percent > 0 && o->workload == ZM_GUEST_FILL)) {
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "zero pages: %u%% (0..100, and not with the fill "
+                         "workload, which writes all of RAM)",
+                         o->zero_percent);
+    }
+    if (o->random && o->corpus_dir) {
+        return zm_errbuf(err, err_size, -EINVAL,
+                         "random data or a corpus, not both");
+    }
     return 0;
 }
 
@@ -658,6 +710,12 @@ int zm_guest_new(const struct zm_guest_options *opts, zm_guest **out, char *err,
 
         ret = run_parallel(&w, g->data ? g->data_size : 0, opts->vcpus, err,
                            err_size);
+    }
+    if (ret == 0 && opts->zero_percent > 0) {
+        /* After the fill: corpus data repeats from RAM's start. */
+        struct work w = { .g = g, .fn = zero_chunk, .end = g->size };
+
+        ret = run_parallel(&w, 0, opts->vcpus, err, err_size);
     }
 out:
     if (ret < 0) {

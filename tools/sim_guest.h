@@ -63,7 +63,10 @@ struct zm_guest_options {
     enum zm_guest_workload workload;
     uint64_t dirty_rate;    /* bytes/s, all vCPUs together (FILL, WRITER) */
     const char *corpus_dir; /* NULL: zm_datagen_fill() */
-    uint64_t seed;          /* for generated data and WRITER's choices */
+    bool random;   /* instead: random bytes, which nothing compresses */
+    uint64_t seed; /* for generated data and WRITER's choices */
+    /* This share of the pages, in runs of 16, is zero (IDLE, WRITER). */
+    unsigned zero_percent;
 };
 
 struct zm_guest_stats {
