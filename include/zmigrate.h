@@ -334,6 +334,9 @@ struct zm_offload_caps {
     uint32_t max_pages;   /* largest batch it takes (<= ZM_MAX_BATCH_PAGES) */
     unsigned queue_depth; /* jobs in flight before it answers busy */
     uint32_t min_pages;   /* smaller batches are cheaper in software */
+    /* Engines that compress at once (a pool's threads, a device's
+     * channels); 0: unknown.  --compression auto counts them as cores. */
+    unsigned threads;
 };
 
 /* One batch to compress into a packet. */
@@ -352,8 +355,8 @@ struct zm_offload_job {
     /* Set by the backend before it hands the job back from poll(). */
     ssize_t result; /* the packet's size, or -errno: the library redoes the
                      * batch in software */
-    /* Optional (leave 0): host CPU seconds the job took, which
-     * --compression auto weighs against the software codecs' cost. */
+    /* Optional (leave 0): seconds one engine (caps.threads) spent on the
+     * job: --compression auto weighs each method's cost by it. */
     double cpu_seconds;
 };
 

@@ -137,16 +137,17 @@ static void test_controller(void)
         all |= 1u << id;
     }
     /* A destination without none is refused: nothing could go raw. */
-    CHECK(zm_auto_init(&a, 1u << ZM_CODEC_LZ4, 2, false, NULL, NULL) == -EPROTO,
+    CHECK(zm_auto_init(&a, 1u << ZM_CODEC_LZ4, 2, false, 0, NULL, NULL) ==
+              -EPROTO,
           "no none accepted");
     /* Only none: auto has nothing to choose, and chooses none. */
-    CHECK(zm_auto_init(&a, 1u << ZM_CODEC_NONE, 2, false, NULL, NULL) == 0,
+    CHECK(zm_auto_init(&a, 1u << ZM_CODEC_NONE, 2, false, 0, NULL, NULL) == 0,
           "none only: %s", zm_errmsg());
     CHECK(a.n == 1 && atomic_load(&a.current) == 0, "none only: %u methods",
           a.n);
     zm_auto_fini(&a);
 
-    CHECK(zm_auto_init(&a, all, 2, false, NULL, NULL) == 0, "init: %s",
+    CHECK(zm_auto_init(&a, all, 2, false, 0, NULL, NULL) == 0, "init: %s",
           zm_errmsg());
     CHECK(a.n >= 2 && a.m[0].codec == ZM_CODEC_NONE, "%u methods", a.n);
     struct zm_encoder_options eo = { .sizeof_options = sizeof(eo) };

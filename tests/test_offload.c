@@ -183,6 +183,19 @@ static void test_cpu_pool(void)
     CHECK(zm_offload_open(&zm_offload_emulated, "depth", PAGE, &r.off) ==
               -EINVAL,
           "a key without a value");
+    CHECK(zm_offload_open(&zm_offload_emulated, "host-percent=101", PAGE,
+                          &r.off) == -EINVAL,
+          "host-percent=101");
+    /* The engines auto counts as cores; a device off the host counts
+     * none of its threads' CPU as the host's. */
+    CHECK(zm_offload_open(&zm_offload_emulated, "threads=3,host-percent=0",
+                          PAGE, &r.off) == 0,
+          "threads=3,host-percent=0: %s", zm_errmsg());
+    CHECK(zm_offload_threads(r.off) == 3, "threads: %u",
+          zm_offload_threads(r.off));
+    CHECK(zm_offload_cpu_seconds(r.off) == 0, "host-percent=0: %g s",
+          zm_offload_cpu_seconds(r.off));
+    zm_offload_close(r.off);
 }
 
 static void test_busy_and_small(void)

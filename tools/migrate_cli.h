@@ -85,7 +85,9 @@ enum {
     "                             depth=D, min-pages=P) or emulated (also\n"   \
     "                             latency=200us, busy-every=, busy-for=,\n"    \
     "                             fail-every=N, hang-every=N,\n"               \
-    "                             lose-after=N); see doc/offload.md\n"         \
+    "                             lose-after=N, host-percent=P: the share\n"   \
+    "                             of its CPU that is the host's); see\n"       \
+    "                             doc/offload.md\n"                            \
     "    --compress-threads N     --offload cpu:threads=N: N workers\n"        \
     "                             compress, the channels only send\n"          \
     "    --decompress-threads N   receiving: N workers decode, the channels\n" \

@@ -101,7 +101,8 @@ static int read_idle(uint64_t *ticks, uint64_t *cpus)
 }
 
 int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
-                 bool offloaded, double (*offload_cpu)(void *), void *ctx)
+                 bool offloaded, unsigned engine_threads,
+                 double (*offload_cpu)(void *), void *ctx)
 {
     cpu_set_t set;
 
@@ -126,7 +127,9 @@ int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
     double cpus = sched_getaffinity(0, sizeof(set), &set) == 0
                       ? CPU_COUNT(&set)
                       : (double)sysconf(_SC_NPROCESSORS_ONLN);
-    a->max_cores = offloaded || channels > cpus ? cpus : channels;
+    /* What compresses: the channels, or the backend's engines. */
+    double engines = offloaded ? engine_threads : channels;
+    a->max_cores = engines > 0 && engines < cpus ? engines : cpus;
     a->lim.cores = a->max_cores;
     a->offload_cpu = offload_cpu;
     a->offload_ctx = ctx;

@@ -125,11 +125,13 @@ struct zm_auto {
 
 /*
  * Sets a up with the methods of codecs (bit 1 << id, as the destination
- * decodes them and this build has them) for channels data channels;
- * offload_cpu, when the batches are compressed by a pool, reads its CPU.
+ * decodes them and this build has them) for channels data channels.  When
+ * offloaded, engine_threads (0: unknown) compress, and offload_cpu reads
+ * the backend's host CPU.
  */
 int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
-                 bool offloaded, double (*offload_cpu)(void *), void *ctx);
+                 bool offloaded, unsigned engine_threads,
+                 double (*offload_cpu)(void *), void *ctx);
 void zm_auto_fini(struct zm_auto *a);
 
 /*

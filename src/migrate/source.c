@@ -227,9 +227,10 @@ static int open_auto(zm_source *src)
     if (!a) {
         return zm_error(-ENOMEM, "out of memory");
     }
-    int ret =
-        zm_auto_init(a, src->peer_codecs, src->nchans, src->offload != NULL,
-                     src->offload ? pool_cpu : NULL, src->offload);
+    struct zm_offload *off = src->offload;
+    int ret = zm_auto_init(a, src->peer_codecs, src->nchans, off != NULL,
+                           off ? zm_offload_threads(off) : 0,
+                           off ? pool_cpu : NULL, off);
     if (ret < 0) {
         free(a);
         return ret;

@@ -12,7 +12,9 @@
 static int cpu_open(const char *args, uint32_t page_size, void **dev)
 {
     /* Deep enough that the channels never compress: that is the point. */
-    struct zm_pool_config cfg = { .threads = 2, .depth = 1024 };
+    struct zm_pool_config cfg = { .threads = 2,
+                                  .depth = 1024,
+                                  .host_percent = 100 };
     int ret = zm_pool_parse(args, "threads,depth,min-pages", &cfg);
 
     return ret < 0 ? ret : zm_pool_open(&cfg, page_size, dev);

@@ -10,17 +10,22 @@
  * periods; fail-every: every Nth job fails (-EIO); hang-every: every Nth
  * job never completes (it keeps its place in the queue's depth, as a
  * stuck job on a real device does); lose-after: after N jobs the device
- * is gone (-ENODEV from then on).
+ * is gone (-ENODEV from then on); host-percent: the share of its threads'
+ * CPU that counts as the host's (default 100), so that a device whose
+ * engines are not the host's cores can be told apart in cpu-seconds.
  */
 #include "offload.h"
 #include "pool.h"
 
 static int emulated_open(const char *args, uint32_t page_size, void **dev)
 {
-    struct zm_pool_config cfg = { .threads = 2, .latency_ns = 50000 };
+    struct zm_pool_config cfg = { .threads = 2,
+                                  .latency_ns = 50000,
+                                  .host_percent = 100 };
     int ret = zm_pool_parse(args,
                             "threads,depth,latency,busy-every,busy-for,"
-                            "fail-every,hang-every,lose-after,min-pages",
+                            "fail-every,hang-every,lose-after,min-pages,"
+                            "host-percent",
                             &cfg);
 
     return ret < 0 ? ret : zm_pool_open(&cfg, page_size, dev);

@@ -108,6 +108,14 @@ void zm_offload_close(struct zm_offload *off)
     free(off);
 }
 
+unsigned zm_offload_threads(const struct zm_offload *off)
+{
+    return off->caps.sizeof_caps >= offsetof(struct zm_offload_caps, threads) +
+                                        sizeof(off->caps.threads)
+               ? off->caps.threads
+               : 0;
+}
+
 double zm_offload_cpu_seconds(struct zm_offload *off)
 {
     return off->ops.cpu_seconds ? off->ops.cpu_seconds(off->dev) : 0;

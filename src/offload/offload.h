@@ -46,6 +46,9 @@ void zm_offload_close(struct zm_offload *off);
 /* The backend's host CPU seconds since it opened (0 if it cannot say). */
 double zm_offload_cpu_seconds(struct zm_offload *off);
 
+/* Its engines that compress at once (caps.threads; 0: unknown). */
+unsigned zm_offload_threads(const struct zm_offload *off);
+
 /* Batches offloaded, compressed in software instead, failed (redone). */
 void zm_offload_counters(struct zm_offload *off, uint64_t *offloaded,
                          uint64_t *fallbacks, uint64_t *failures);

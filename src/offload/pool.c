@@ -166,7 +166,9 @@ double zm_pool_cpu_seconds(void *dev)
 {
     struct zm_pool *pool = dev;
 
-    return zm_workers_cpu(&pool->workers);
+    /* An emulated device's threads stand for an engine off the host, but
+     * for host_percent of their work. */
+    return zm_workers_cpu(&pool->workers) * pool->cfg.host_percent / 100;
 }
 
 int zm_pool_caps(void *dev, struct zm_offload_caps *caps)
@@ -181,6 +183,7 @@ int zm_pool_caps(void *dev, struct zm_offload_caps *caps)
     caps->max_pages = ZM_MAX_BATCH_PAGES;
     caps->queue_depth = pool->cfg.depth;
     caps->min_pages = pool->cfg.min_pages;
+    caps->threads = pool->cfg.threads;
     return 0;
 }
 
@@ -432,6 +435,9 @@ static int parse_one(const char *key, const char *val,
     } else if (strcmp(key, "min-pages") == 0) {
         ret = parse_count(val, &min_pages);
         cfg->min_pages = min_pages;
+    } else if (strcmp(key, "host-percent") == 0) {
+        ret = parse_count(val, &cfg->host_percent);
+        ret = ret == 0 && cfg->host_percent > 100 ? -EINVAL : ret;
     }
     return ret;
 }

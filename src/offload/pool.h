@@ -25,6 +25,8 @@ struct zm_pool_config {
     unsigned hang_every;    /* the Nth, 2Nth, ... job never completes */
     unsigned lose_after;    /* after this many jobs the device is gone */
     uint32_t min_pages;     /* reported in caps */
+    unsigned host_percent;  /* of the workers' CPU that counts as the
+                             * host's (100 for the cpu backend) */
 };
 
 /*
