@@ -31,6 +31,9 @@ static const struct {
  * use, which every batch refreshes. */
 #define ALPHA_SAMPLED 0.25
 #define ALPHA_CURRENT 0.05
+/* Channels busy this share of a window, not waiting for the link, want
+ * all the CPU they can get: what they got is what there is. */
+#define CPU_BOUND_BUSY 0.8
 /* A batch at this ratio or above was stored raw (the header aside). */
 #define RAW_WIRE 0.99
 /* The shortest gap between two samples of one method. */
@@ -409,19 +412,29 @@ static void decide(struct zm_auto *a, double now)
     if (read_idle(&idle, &cpus) == 0) {
         /* Unless the CPUs we may use changed (then next time). */
         if (cpus == a->idle_cpus && idle >= a->idle0) {
-            double idle_cores =
-                (double)(idle - a->idle0) / (double)sysconf(_SC_CLK_TCK) / wall;
+            double idle_cores = (double)(idle - a->idle0) /
+                                (double)sysconf(_SC_CLK_TCK) / wall;
             cores = fmin(cores, cpu / wall + idle_cores);
         }
         a->idle0 = idle;
         a->idle_cpus = cpus;
     }
-    a->lim.cores = fmax(0.05, (a->lim.cores + cores) / 2);
     if (a->win_wire > 0) {
         a->lim.send_cpu_per_byte = a->win_send_cpu / (double)a->win_wire;
     }
     unsigned cur = atomic_load(&a->current);
     bool bound = a->win_busy > 0 && update_link(a, &a->m[cur], wall);
+    /*
+     * What we used plus what stayed idle is what compression could have
+     * had, when it wanted all it could get: the channels busy, not waiting
+     * for the link.  Otherwise it only says "at least": other processes
+     * used what we did not ask for, and would share it if we did.
+     */
+    if (!bound && a->win_busy >= CPU_BOUND_BUSY * a->channels * wall) {
+        a->lim.cores = fmax(0.05, (a->lim.cores + cores) / 2);
+    } else {
+        a->lim.cores = fmax(a->lim.cores, cores);
+    }
     if (a->trial >= 0 || a->held == 0) {
         switch_method(a, cur, bound, now);
     } else {

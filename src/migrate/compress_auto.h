@@ -39,8 +39,9 @@
 #define ZM_AUTO_WINDOW 0.25
 /* The best method must promise this much more than the current one. */
 #define ZM_AUTO_HYSTERESIS 1.08
-/* Channels waiting on the link this share of their busy time: link-bound. */
-#define ZM_AUTO_LINK_BOUND 0.10
+/* Channels waiting on the link this share of their busy time: link-bound
+ * (less is also the bursts of channels that finish packets at once). */
+#define ZM_AUTO_LINK_BOUND 0.5
 /* Share of the cores that measuring the other methods may cost. */
 #define ZM_AUTO_SAMPLE_BUDGET 0.03
 /* Trials of another method: how much more link it may hope for, and
