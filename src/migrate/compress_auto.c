@@ -412,8 +412,8 @@ static void decide(struct zm_auto *a, double now)
     if (read_idle(&idle, &cpus) == 0) {
         /* Unless the CPUs we may use changed (then next time). */
         if (cpus == a->idle_cpus && idle >= a->idle0) {
-            double idle_cores = (double)(idle - a->idle0) /
-                                (double)sysconf(_SC_CLK_TCK) / wall;
+            double idle_cores =
+                (double)(idle - a->idle0) / (double)sysconf(_SC_CLK_TCK) / wall;
             cores = fmin(cores, cpu / wall + idle_cores);
         }
         a->idle0 = idle;
