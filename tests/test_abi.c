@@ -266,9 +266,64 @@ static void test_migration_structs(void)
     zm_dest_free(d2);
 }
 
+/* --compression auto's reports, to callers with older structs. */
+static void test_auto_structs(void)
+{
+    struct zm_params p;
+    char uri[64];
+    zm_source *src = NULL;
+
+    zm_params_init(&p);
+    p.compression = ZM_COMPRESSION_AUTO;
+    CHECK(zm_source_new(&p, NULL, &src) == 0, "auto source: %s", zm_errmsg());
+    if (!src) {
+        return;
+    }
+    zm_source_add_region(src, "ram", ram, sizeof(ram));
+    snprintf(uri, sizeof(uri), "file:/tmp/zm-test-abi3-%d", (int)getpid());
+    CHECK(zm_source_run(src, uri) == 0, "auto save: %s", zm_errmsg());
+    unlink(uri + 5);
+
+    struct zm_auto_method_info full[16] = { { .sizeof_info =
+                                                  sizeof(full[0]) } };
+    int n = zm_source_auto_methods(src, full, 16);
+    CHECK(n >= 2 && n <= 16, "%d methods", n);
+    size_t stride = offsetof(struct zm_auto_method_info, batches);
+    unsigned char buf[16 * sizeof(struct zm_auto_method_info) + 64];
+    old_struct(buf, sizeof(buf), stride);
+    CHECK(zm_source_auto_methods(src, (void *)buf, 16) == n,
+          "methods, older size");
+    for (int i = 0; i < n && i < 16; i++) {
+        struct zm_auto_method_info m;
+        memcpy(&m, buf + (size_t)i * stride, stride);
+        CHECK(m.sizeof_info == stride && m.codec == full[i].codec &&
+                  m.level == full[i].level,
+              "method %d at stride %zu: %d:%d", i, stride, m.codec, m.level);
+    }
+    size_t used = (size_t)(n < 16 ? n : 16) * stride;
+    CHECK(all_canary(buf + used, sizeof(buf) - used),
+          "methods wrote past the caller's array");
+
+    int np = zm_source_auto_timeline(src, NULL, 0);
+    CHECK(np >= 0, "%d points", np);
+    stride = offsetof(struct zm_auto_point, level);
+    unsigned char pbuf[4 * sizeof(struct zm_auto_point) + 64];
+    old_struct(pbuf, sizeof(pbuf), stride);
+    CHECK(zm_source_auto_timeline(src, (void *)pbuf, 4) == np,
+          "timeline, older size");
+    /* The first point's size member is the caller's own. */
+    used = np > 0 ? (size_t)(np < 4 ? np : 4) * stride : sizeof(size_t);
+    CHECK(all_canary(pbuf + used, sizeof(pbuf) - used),
+          "timeline wrote past the caller's array");
+    full[0].sizeof_info = 0;
+    CHECK(zm_source_auto_methods(src, full, 16) == -EINVAL, "sizeof_info 0");
+    zm_source_free(src);
+}
+
 int main(void)
 {
     test_packet_info();
     test_migration_structs();
+    test_auto_structs();
     return t_exit();
 }
