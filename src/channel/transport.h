@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -116,6 +117,14 @@ bool zm_conn_peer_spoke(zm_conn *conn);
  * link, what the next write must queue behind.
  */
 size_t zm_conn_unsent(zm_conn *conn);
+
+/*
+ * TCP's own accounts (tcpi_busy_time, tcpi_rwnd_limited): microseconds
+ * it had data to send, and of those, the receiver's window was full (the
+ * receiver, not the network, was the limit).  -ENOTSUP when the
+ * connection is not TCP or the kernel does not keep them.
+ */
+int zm_conn_tcp_limits(zm_conn *conn, uint64_t *busy_us, uint64_t *rwnd_us);
 /* Closes and frees; accepts NULL. */
 void zm_conn_close(zm_conn *conn);
 

@@ -30,12 +30,15 @@ static const struct {
 /* Samples are few: their figures move faster than those of the method in
  * use, which every batch refreshes. */
 #define ALPHA_SAMPLED 0.25
-#define ALPHA_CURRENT 0.05
+#define ALPHA_CURRENT 0.1
 /* Channels busy this share of a window, not waiting for the link, want
  * all the CPU they can get: what they got is what there is. */
 #define CPU_BOUND_BUSY 0.8
-/* A batch at this ratio or above was stored raw (the header aside). */
-#define RAW_WIRE 0.99
+/* Raw, with the packet's header and index table: no method does worse. */
+#define RAW_MAX 1.002
+/* TCP's receive window was full this share of the time: the receiver
+ * may be the limit. */
+#define RECEIVER_LIMITED 0.2
 /* The shortest gap between two samples of one method. */
 #define SAMPLE_GAP_MIN 0.02
 
@@ -44,7 +47,10 @@ double zm_auto_predict(const struct zm_auto_method *m,
 {
     double cpu = m->cpu_per_byte + m->wire_per_byte * lim->send_cpu_per_byte;
     double link = lim->per_method && m->link > 0 ? m->link : lim->link;
-    double by_cpu = cpu > 0 ? lim->cores / cpu : INFINITY;
+    double calibration = lim->calibration > 0 ? lim->calibration : 1;
+    double by_cpu = m->per_core > 0 ? m->per_core * lim->cores
+                    : cpu > 0       ? calibration * lim->cores / cpu
+                                    : INFINITY;
     double by_link =
         link > 0 && m->wire_per_byte > 0 ? link / m->wire_per_byte : INFINITY;
     return by_cpu < by_link ? by_cpu : by_link;
@@ -103,6 +109,17 @@ static int read_idle(uint64_t *ticks, uint64_t *cpus)
     return *cpus ? 0 : -EIO;
 }
 
+/* The first method of codec among the candidates; 0 (none) if none is. */
+static unsigned first_of(const struct zm_auto *a, int codec)
+{
+    for (unsigned i = 0; i < a->n; i++) {
+        if (a->m[i].codec == codec) {
+            return i;
+        }
+    }
+    return 0;
+}
+
 int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
                  bool offloaded, unsigned engine_threads,
                  double (*offload_cpu)(void *), void *ctx)
@@ -116,6 +133,8 @@ int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
             a->m[a->n++] = (struct zm_auto_method){
                 .codec = id,
                 .level = candidates[i].level,
+                .rel_cpu = 1,
+                .rel_wire = 1,
             };
         }
     }
@@ -124,8 +143,14 @@ int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
         return zm_error(-EPROTO, "compression auto: the destination does "
                                  "not take uncompressed pages");
     }
-    /* Begin with the cheapest method that compresses, if there is one. */
-    atomic_store(&a->current, a->n > 1 ? 1u : 0u);
+    /*
+     * Begin with zstd -1: its short first window costs little either way.
+     * None would fill the sockets' buffers with raw pages at once, which
+     * a slow link then takes seconds to drain; a stronger method would
+     * hold a fast link back on the CPU.
+     */
+    unsigned start = first_of(a, ZM_CODEC_ZSTD); /* level 1 comes first */
+    atomic_store(&a->current, start ? start : first_of(a, ZM_CODEC_LZ4));
     a->channels = channels;
     double cpus = sched_getaffinity(0, sizeof(set), &set) == 0
                       ? CPU_COUNT(&set)
@@ -147,6 +172,18 @@ int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
     return 0;
 }
 
+void zm_auto_set_link(struct zm_auto *a, double (*queued)(void *),
+                      double (*receiver_limited)(void *), void *ctx)
+{
+    a->queued = queued;
+    a->receiver_limited = receiver_limited;
+    a->link_ctx = ctx;
+    a->queued0 = queued ? queued(ctx) : 0;
+    if (receiver_limited) {
+        receiver_limited(ctx); /* from now on */
+    }
+}
+
 void zm_auto_fini(struct zm_auto *a)
 {
     if (a->n) {
@@ -157,17 +194,51 @@ void zm_auto_fini(struct zm_auto *a)
     a->n = 0;
 }
 
-/* Moves m's figures toward a batch's, a plain mean for the first few. */
-static void update(struct zm_auto_method *m, double cpu, double wire,
-                   double alpha, double now)
+/* x moves toward sample, a plain mean over the first 1 / alpha. */
+static void follow(double *x, double sample, unsigned n, double alpha)
 {
-    if (m->samples < 1.0 / alpha) {
-        alpha = 1.0 / (m->samples + 1);
+    if (n < 1.0 / alpha) {
+        alpha = 1.0 / (n + 1);
     }
-    m->cpu_per_byte += alpha * (cpu - m->cpu_per_byte);
-    m->wire_per_byte += alpha * (wire - m->wire_per_byte);
-    m->samples++;
-    m->last_measured = now;
+    *x += alpha * (sample - *x);
+}
+
+/*
+ * The figures of every method from the one in use and their relations to
+ * it; never worse than raw (a batch that does not compress goes raw).
+ */
+static void refresh(struct zm_auto *a)
+{
+    const struct zm_auto_method *cur = &a->m[atomic_load(&a->current)];
+    double cost =
+        cur->cpu_per_byte + cur->wire_per_byte * a->lim.send_cpu_per_byte;
+
+    if (cur->per_core > 0 && cost > 0) {
+        a->lim.calibration = fmin(5, fmax(0.2, cur->per_core * cost));
+    }
+
+    for (unsigned i = 0; i < a->n; i++) {
+        struct zm_auto_method *m = &a->m[i];
+        if (m != cur && m->samples > 0) {
+            m->cpu_per_byte = m->rel_cpu * cur->cpu_per_byte;
+            m->wire_per_byte = fmin(m->rel_wire * cur->wire_per_byte, RAW_MAX);
+        }
+    }
+}
+
+/* The method in use becomes next: the relations are re-based on it. */
+static void rebase(struct zm_auto *a, unsigned next)
+{
+    struct zm_auto_method *to = &a->m[next];
+    double f_cpu = to->rel_cpu, f_wire = to->rel_wire;
+
+    refresh(a); /* next's figures, from the old method's */
+    for (unsigned i = 0; i < a->n; i++) {
+        a->m[i].rel_cpu /= f_cpu;
+        a->m[i].rel_wire /= f_wire;
+    }
+    to->rel_cpu = to->rel_wire = 1;
+    atomic_store(&a->current, next);
 }
 
 /*
@@ -179,15 +250,22 @@ static int sample_due(struct zm_auto *a, unsigned current, double now)
 {
     double batch =
         (double)(a->win_batches ? a->win_raw / a->win_batches : 512u << 10);
+    double budget = now - a->t0 < ZM_AUTO_LEARNING ? ZM_AUTO_SAMPLE_BUDGET_START
+                                                   : ZM_AUTO_SAMPLE_BUDGET;
+    /* A method whose encoding alone stops below half of what the method
+     * in use delivers cannot win, whatever its ratio: measured once, then
+     * left alone until the link or the cores change that. */
+    double delivered = zm_auto_predict(&a->m[current], &a->lim);
     int pick = -1;
 
     for (unsigned i = 0; i < a->n; i++) {
         const struct zm_auto_method *m = &a->m[i];
         double cost = (m->samples ? m->cpu_per_byte : GUESS_CPU_PER_BYTE) *
                       batch * (a->n - 1);
-        double gap =
-            fmax(SAMPLE_GAP_MIN, cost / (ZM_AUTO_SAMPLE_BUDGET * a->lim.cores));
-        if (i != current && now >= m->last_measured + gap &&
+        double gap = fmax(SAMPLE_GAP_MIN, cost / (budget * a->lim.cores));
+        bool hopeless = m->samples > 0 && m->cpu_per_byte > 0 &&
+                        a->lim.cores / m->cpu_per_byte < 0.5 * delivered;
+        if (i != current && !hopeless && now >= m->last_measured + gap &&
             (pick < 0 || m->last_measured < a->m[pick].last_measured)) {
             pick = (int)i;
         }
@@ -225,7 +303,7 @@ void zm_auto_sample(struct zm_auto *a, zm_encoder *enc, int method,
     int level;
     int codec = zm_encoder_codec(enc, &level);
 
-    if (sent->raw_bytes == 0 ||
+    if (sent->raw_bytes == 0 || sent->wire_bytes == 0 ||
         zm_encoder_set_codec(enc, m->codec, m->level) < 0) {
         return;
     }
@@ -239,18 +317,20 @@ void zm_auto_sample(struct zm_auto *a, zm_encoder *enc, int method,
     }
     pthread_mutex_lock(&a->lock);
     /*
-     * The same pages, made with the method in use: how this batch's ratio
-     * differs from that method's running figure scales the sample's, so
-     * that one batch of text or of random bytes does not stand for all
-     * the data.  Not for a batch either stored raw: raw is raw.
+     * The same pages, made with the method in use (unless it changed
+     * meanwhile): how the two compare on them.  Figures of their own would
+     * compare this batch with other data, and corpus files differ tenfold.
      */
-    const struct zm_auto_method *cur = &a->m[sent->method];
-    double wire = (double)len / info.data_size;
+    struct zm_auto_method *m2 = &a->m[method];
+    double sent_cpu = sent->encode_cpu / (double)sent->raw_bytes;
     double sent_wire = (double)sent->wire_bytes / (double)sent->raw_bytes;
-    if (cur->samples > 0 && !info.raw && sent_wire < RAW_WIRE) {
-        wire = fmin(wire * cur->wire_per_byte / sent_wire, RAW_WIRE);
+    if (sent->method == atomic_load(&a->current) && sent_cpu > 0) {
+        follow(&m2->rel_cpu, cpu / info.data_size / sent_cpu, m2->samples,
+               ALPHA_SAMPLED);
+        follow(&m2->rel_wire, (double)len / info.data_size / sent_wire,
+               m2->samples, ALPHA_SAMPLED);
+        m2->samples++;
     }
-    update(&a->m[method], cpu / info.data_size, wire, ALPHA_SAMPLED, zm_now());
     a->win_cpu += cpu;
     pthread_mutex_unlock(&a->lock);
 }
@@ -264,12 +344,22 @@ static bool update_link(struct zm_auto *a, struct zm_auto_method *cur,
                         double wall)
 {
     struct zm_auto_limits *lim = &a->lim;
-    double wire_rate = (double)a->win_wire / wall;
+    /* What the link took: written, less what the buffers hold more. */
+    double queued = a->queued ? a->queued(a->link_ctx) : 0;
+    double taken = (double)a->win_wire - (queued - a->queued0);
+    double wire_rate = fmax(0, taken) / wall;
     double busy = fmin(1, a->win_busy / (a->channels * wall));
 
-    if (a->win_busy > 0 && a->win_blocked / a->win_busy >= ZM_AUTO_LINK_BOUND) {
-        double seen = wire_rate / busy;
-        cur->link = cur->link > 0 ? (cur->link + seen) / 2 : seen;
+    /* Buffers that grew by a tenth of what was written: the link does not
+     * keep up, though the writes have not had to wait yet (the first
+     * window: the buffers still take everything). */
+    bool backlog = queued - a->queued0 > 0.1 * (double)a->win_wire;
+
+    a->queued0 = queued;
+    if (backlog || (a->win_busy > 0 &&
+                    a->win_blocked / a->win_busy >= ZM_AUTO_LINK_BOUND)) {
+        double seen = backlog ? wire_rate : wire_rate / busy;
+        cur->link = cur->link > 0 ? 0.3 * cur->link + 0.7 * seen : seen;
         lim->link = cur->link;
         return true;
     }
@@ -310,6 +400,27 @@ static void end_trial(struct zm_auto *a, bool bound)
  * receiver decodes one method faster than another, or that the link got
  * faster while the CPU, not the link, held the current method.
  */
+/*
+ * Held by the CPU: the next cheaper method (by encoding cost) that was
+ * never seen held by the CPU, or -1.  Its cost here is not only encoding:
+ * sending, and on one host the receiver, may make raw pages cheaper than
+ * the model thinks, which only running them shows.
+ */
+static int cheaper_untried(const struct zm_auto *a, unsigned cur)
+{
+    int pick = -1;
+
+    for (unsigned i = 0; i < a->n; i++) {
+        const struct zm_auto_method *m = &a->m[i];
+        if (i != cur && m->samples > 0 && m->per_core == 0 &&
+            m->cpu_per_byte < a->m[cur].cpu_per_byte &&
+            (pick < 0 || m->cpu_per_byte > a->m[pick].cpu_per_byte)) {
+            pick = (int)i;
+        }
+    }
+    return pick;
+}
+
 static int trial_candidate(const struct zm_auto *a, unsigned cur)
 {
     double bar = zm_auto_predict(&a->m[cur], &a->lim) * ZM_AUTO_HYSTERESIS;
@@ -365,23 +476,50 @@ static void record(struct zm_auto *a, double now, double wall)
 
 /* The method for the next window: the model's choice, or one on trial. */
 static void switch_method(struct zm_auto *a, unsigned cur, bool bound,
-                          double now)
+                          bool cpu_bound, double now)
 {
     bool was_trial = a->trial >= 0;
 
     if (was_trial) {
         end_trial(a, bound);
     }
+    refresh(a);
     unsigned next = zm_auto_choose(a->m, a->n, cur, &a->lim);
+    /* A trial's verdict stands at once; otherwise the same method must win
+     * ZM_AUTO_CONFIRM windows in a row: one window's noise moves nothing. */
+    if (was_trial || next == cur || a->points < ZM_AUTO_FIRST_DECISIONS) {
+        a->pending_wins =
+            0; /* the first ones are urgent: the start is a guess */
+    } else {
+        a->pending_wins = next == a->pending ? a->pending_wins + 1 : 1;
+        a->pending = next;
+        if (a->pending_wins < ZM_AUTO_CONFIRM) {
+            next = cur;
+        } else {
+            a->pending_wins = 0;
+        }
+    }
     if (was_trial) {
         /* A trial that won resets the back-off; one that lost doubles it. */
         a->probe_after = next == cur
                              ? ZM_AUTO_PROBE_MIN
                              : fmin(2 * a->probe_after, ZM_AUTO_PROBE_MAX);
     }
+    /*
+     * Trials, when a link that waits could be the receiver (TCP says its
+     * window was full, or cannot say), or when the CPU, not the link, held
+     * the method (the link may have got faster).  A network link that TCP
+     * finds full needs none: the link is the same for every method.
+     */
+    double receiver =
+        a->receiver_limited ? a->receiver_limited(a->link_ctx) : -1;
+    bool worth = receiver < 0 || receiver >= RECEIVER_LIMITED;
     int trial = -1;
-    if (next == cur && now - a->probe_at >= a->probe_after) {
-        trial = trial_candidate(a, cur);
+    if (next == cur && a->pending_wins == 0 &&
+        now - a->probe_at >= a->probe_after) {
+        trial = cpu_bound        ? cheaper_untried(a, cur)
+                : bound && worth ? trial_candidate(a, cur)
+                                 : -1;
     }
     if (trial >= 0) {
         a->trial = trial;
@@ -390,7 +528,7 @@ static void switch_method(struct zm_auto *a, unsigned cur, bool bound,
         next = (unsigned)trial;
     }
     if (next != cur) {
-        atomic_store(&a->current, next);
+        rebase(a, next);
         /* A trial's one window is its measure; else wait one out. */
         a->held = trial >= 0 ? 0 : 1;
     }
@@ -423,20 +561,26 @@ static void decide(struct zm_auto *a, double now)
         a->lim.send_cpu_per_byte = a->win_send_cpu / (double)a->win_wire;
     }
     unsigned cur = atomic_load(&a->current);
-    bool bound = a->win_busy > 0 && update_link(a, &a->m[cur], wall);
+    bool bound = update_link(a, &a->m[cur], wall);
     /*
      * What we used plus what stayed idle is what compression could have
      * had, when it wanted all it could get: the channels busy, not waiting
      * for the link.  Otherwise it only says "at least": other processes
      * used what we did not ask for, and would share it if we did.
      */
-    if (!bound && a->win_busy >= CPU_BOUND_BUSY * a->channels * wall) {
+    bool cpu_bound =
+        !bound && a->win_busy >= CPU_BOUND_BUSY * a->channels * wall;
+    if (cpu_bound) {
         a->lim.cores = fmax(0.05, (a->lim.cores + cores) / 2);
+        /* What the method delivers on these cores, all costs included. */
+        struct zm_auto_method *m = &a->m[cur];
+        double seen = (double)a->win_raw / wall / a->lim.cores;
+        m->per_core = m->per_core > 0 ? 0.5 * (m->per_core + seen) : seen;
     } else {
         a->lim.cores = fmax(a->lim.cores, cores);
     }
     if (a->trial >= 0 || a->held == 0) {
-        switch_method(a, cur, bound, now);
+        switch_method(a, cur, bound, cpu_bound, now);
     } else {
         a->held--; /* the window after a switch mixes both methods */
     }
@@ -454,10 +598,14 @@ void zm_auto_end(struct zm_auto *a, const struct zm_auto_batch *b)
     struct zm_auto_method *m = &a->m[b->method];
     m->batches++;
     m->raw_bytes += b->raw_bytes;
-    if (b->raw_bytes > 0) {
-        update(m, b->encode_cpu / (double)b->raw_bytes,
-               (double)b->wire_bytes / (double)b->raw_bytes, ALPHA_CURRENT,
-               now);
+    /* Batches still in flight from before a switch tell nothing new. */
+    if (b->raw_bytes > 0 && b->method == atomic_load(&a->current)) {
+        follow(&m->cpu_per_byte, b->encode_cpu / (double)b->raw_bytes,
+               m->samples, ALPHA_CURRENT);
+        follow(&m->wire_per_byte, (double)b->wire_bytes / (double)b->raw_bytes,
+               m->samples, ALPHA_CURRENT);
+        m->samples++;
+        m->last_measured = now;
     }
     a->win_cpu += b->thread_cpu;
     a->win_send_cpu += b->send_cpu;
@@ -466,7 +614,9 @@ void zm_auto_end(struct zm_auto *a, const struct zm_auto_batch *b)
     a->win_raw += b->raw_bytes;
     a->win_wire += b->wire_bytes;
     a->win_batches++;
-    if (now - a->win_start >= ZM_AUTO_WINDOW && a->win_batches >= 4) {
+    /* The first window is short: the method to start with is a guess. */
+    double window = a->points ? ZM_AUTO_WINDOW : ZM_AUTO_FIRST_WINDOW;
+    if (now - a->win_start >= window && a->win_batches >= 4) {
         decide(a, now);
     }
     pthread_mutex_unlock(&a->lock);
@@ -507,6 +657,7 @@ unsigned zm_auto_methods(struct zm_auto *a, struct zm_auto_method_info *out,
         return 0;
     }
     pthread_mutex_lock(&a->lock);
+    refresh(a);
     for (unsigned i = 0; i < a->n; i++) {
         const struct zm_auto_method *m = &a->m[i];
         info[i] = (struct zm_auto_method_info){

@@ -35,15 +35,23 @@
 #include "zmigrate.h"
 
 #define ZM_AUTO_MAX_METHODS 8
-/* Seconds of measurement behind each decision. */
+/* Seconds of measurement behind each decision; the first is shorter. */
 #define ZM_AUTO_WINDOW 0.25
-/* The best method must promise this much more than the current one. */
-#define ZM_AUTO_HYSTERESIS 1.08
+#define ZM_AUTO_FIRST_WINDOW 0.05
+/* The best method must promise this much more than the current one, in
+ * ZM_AUTO_CONFIRM windows in a row. */
+#define ZM_AUTO_HYSTERESIS 1.04
+#define ZM_AUTO_CONFIRM 2
+/* Decisions taken at once, in the first windows. */
+#define ZM_AUTO_FIRST_DECISIONS 3
 /* Channels waiting on the link this share of their busy time: link-bound
  * (less is also the bursts of channels that finish packets at once). */
 #define ZM_AUTO_LINK_BOUND 0.5
-/* Share of the cores that measuring the other methods may cost. */
-#define ZM_AUTO_SAMPLE_BUDGET 0.03
+/* Share of the cores that measuring the other methods may cost: more in
+ * the first seconds, when nothing is known yet. */
+#define ZM_AUTO_SAMPLE_BUDGET 0.01
+#define ZM_AUTO_SAMPLE_BUDGET_START 0.02
+#define ZM_AUTO_LEARNING 2.0
 /* Trials of another method: how much more link it may hope for, and
  * the back-off between them, doubling while they lose. */
 #define ZM_AUTO_PROBE_GAIN 3.0
@@ -57,7 +65,13 @@ struct zm_auto_method {
     double wire_per_byte; /* packet bytes per byte of normal pages */
     double link;          /* wire bytes/s the link took when it limited
                            * this method (0: it never did) */
-    unsigned samples;     /* batches behind the figures (0: unknown) */
+    /* Guest bytes/s per core it delivered when the CPU limited it (0: not
+     * seen): what it really does, send path, receiver and all. */
+    double per_core;
+    unsigned samples; /* batches behind the figures (0: unknown) */
+    /* Against the method in use, on the same pages (1 for that one):
+     * relations hold better than figures while the data changes. */
+    double rel_cpu, rel_wire;
     double last_measured;
     uint64_t batches, raw_bytes; /* sent with it */
 };
@@ -70,6 +84,10 @@ struct zm_auto_limits {
     /* The link depends on the method (a receiver short of CPU): use each
      * method's own figure where it has one. */
     bool per_method;
+    /* What the CPU really gave over what encoding costs predict, as seen
+     * on a method held by the CPU (1 until then): sending, and on one
+     * host the receiver, take their share of the cores too. */
+    double calibration;
 };
 
 /* Pure: guest bytes/s that m would deliver under lim. */
@@ -105,6 +123,15 @@ struct zm_auto {
     double max_cores; /* CPUs we may run on, or fewer compressing threads */
     double (*offload_cpu)(void *ctx); /* CPU seconds of a pool, or NULL */
     void *offload_ctx;
+    /* Bytes written to the channels that the link has not taken yet; the
+     * share of the time sending that the receiver's window was full (< 0:
+     * unknown). */
+    double (*queued)(void *ctx);
+    double (*receiver_limited)(void *ctx);
+    void *link_ctx;
+    double queued0;        /* at the window's start */
+    unsigned pending;      /* the method that won the last window, ... */
+    unsigned pending_wins; /* ... and how many windows in a row */
 
     struct zm_auto_limits lim;
     unsigned held;       /* windows to wait after a switch */
@@ -133,6 +160,17 @@ struct zm_auto {
 int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
                  bool offloaded, unsigned engine_threads,
                  double (*offload_cpu)(void *), void *ctx);
+
+/*
+ * What the transport can say about the link, before the channels start:
+ * queued(ctx), the bytes written to the channels that the link has not
+ * taken yet (socket buffers), so that the link is measured by what it
+ * took, not by what the buffers swallowed; receiver_limited(ctx), the
+ * share of the time spent sending since the last call that the receiver's
+ * window was full, or < 0 when unknown (then trials find it out).
+ */
+void zm_auto_set_link(struct zm_auto *a, double (*queued)(void *),
+                      double (*receiver_limited)(void *), void *ctx);
 void zm_auto_fini(struct zm_auto *a);
 
 /*

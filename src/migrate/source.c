@@ -219,6 +219,44 @@ static double pool_cpu(void *ctx)
     return zm_offload_cpu_seconds(ctx);
 }
 
+/* Bytes the data channels wrote that their links have not taken. */
+static double channels_queued(void *ctx)
+{
+    zm_source *src = ctx;
+    double bytes = 0;
+
+    for (unsigned i = 0; i < src->nchans; i++) {
+        bytes += (double)zm_conn_unsent(src->chans[i].c.conn);
+    }
+    return bytes;
+}
+
+/*
+ * The share of the data channels' TCP sending time, since the last call,
+ * that the receiver's window was full; -1 when TCP cannot say.
+ */
+static double channels_receiver_limited(void *ctx)
+{
+    zm_source *src = ctx;
+    uint64_t busy = 0, rwnd = 0;
+
+    for (unsigned i = 0; i < src->nchans; i++) {
+        uint64_t b, r;
+        if (zm_conn_tcp_limits(src->chans[i].c.conn, &b, &r) < 0) {
+            return -1;
+        }
+        busy += b;
+        rwnd += r;
+    }
+    double share = busy > src->tcp_busy_us
+                       ? (double)(rwnd - src->tcp_rwnd_us) /
+                             (double)(busy - src->tcp_busy_us)
+                       : 0;
+    src->tcp_busy_us = busy;
+    src->tcp_rwnd_us = rwnd;
+    return share;
+}
+
 /* --compression auto's controller, for the codecs the peer decodes. */
 static int open_auto(zm_source *src)
 {
@@ -234,6 +272,10 @@ static int open_auto(zm_source *src)
     if (ret < 0) {
         free(a);
         return ret;
+    }
+    /* One stream (file:) has no link to measure. */
+    if (!src->one_stream) {
+        zm_auto_set_link(a, channels_queued, channels_receiver_limited, src);
     }
     pthread_mutex_lock(&src->stats_lock);
     src->autoc = a;

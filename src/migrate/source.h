@@ -61,6 +61,7 @@ struct zm_source {
     struct zm_auto *autoc;
     uint32_t peer_codecs; /* what the destination decodes (its ACCEPT) */
     int hello_codec;      /* the codec HELLO named */
+    uint64_t tcp_busy_us, tcp_rwnd_us; /* the channels' TCP accounts */
 
     /* The round's work, under lock. */
     pthread_mutex_t lock;
