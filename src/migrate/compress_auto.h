@@ -1,28 +1,28 @@
 /*
  * compress_auto.h - --compression auto: the method of each batch
  *
- * The controller keeps, for every candidate method (none, lz4, ISA-L
- * deflate, zstd at a few levels), the CPU seconds one byte of guest pages
- * costs to encode and the wire bytes it becomes, measured on the batches
- * sent with it, and for the others on a few batches encoded once more with
- * them (the same pages, so the comparison holds whatever the data).
+ * For every candidate (none, lz4, ISA-L deflate, zstd 1/3/6/9) the
+ * controller knows the CPU one byte of guest pages costs to encode and the
+ * wire bytes it becomes: the method in use from its own batches, the
+ * others as relations to it, measured on a few batches encoded once more
+ * with them (the same pages, so the relation holds whatever the data).
  * Every window (ZM_AUTO_WINDOW) it measures what limits delivery:
- *   - the cores compression can get: the CPU its threads used plus what
- *     stayed idle on the CPUs it may run on (another process taking a
- *     core shows up here, and so does a receiver on the same host);
- *   - the link: when the channels spent a share of their time waiting for
- *     the socket to take more (or for max-bandwidth), the wire rate they
- *     reached is what the link carries.  Now and then (backing off while
- *     it loses) a method the model would prefer on a faster link gets a
- *     window on trial: it finds a link that got faster, and a receiver
- *     that is the real limit and decodes some methods faster than others
- *     (then each method keeps its own link figure).
- * Each method would deliver min(cores / CPU per byte, link / wire per
- * byte) guest bytes a second; the controller moves to the best when it
- * beats the current one by ZM_AUTO_HYSTERESIS, so it stays put while the
- * data, link and load stay put.  Zero pages never reach a codec, and
- * batches the entropy estimate finds hopeless are stored raw by the
- * encoder whatever the method.
+ *   - the cores: the CPU its threads used plus what stayed idle on the
+ *     CPUs it may run on, lowered only by windows the CPU held it (a
+ *     process taking a core, a receiver on the same host);
+ *   - the link: what it took (written, less what the socket queues grew)
+ *     in a window the channels waited on it half their busy time, or the
+ *     queues grew by a tenth of what was written.
+ * Each method would deliver min(cores / cost, link / wire) guest bytes a
+ * second, where what a method delivered per core when the CPU held it
+ * replaces the model's cost (and calibrates the others'); the controller
+ * moves to the best when it beats the current one by ZM_AUTO_HYSTERESIS
+ * in ZM_AUTO_CONFIRM windows in a row.  What the model cannot see, a
+ * trial shows: a full link that TCP says is the receiver's window (a
+ * receiver that decodes some methods faster than others; then each
+ * method keeps its own link figure), and, when the CPU holds the method,
+ * the next cheaper one.  Zero pages never reach a codec; hopeless batches
+ * go raw whatever the method (doc/compression-auto.md).
  */
 #ifndef ZM_COMPRESS_AUTO_H
 #define ZM_COMPRESS_AUTO_H
