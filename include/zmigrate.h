@@ -335,7 +335,9 @@ struct zm_offload_caps {
     unsigned queue_depth; /* jobs in flight before it answers busy */
     uint32_t min_pages;   /* smaller batches are cheaper in software */
     /* Engines that compress at once (a pool's threads, a device's
-     * channels); 0: unknown.  --compression auto counts them as cores. */
+     * channels); 0: unknown.  --compression auto counts them as cores.
+     * Added after version 1's first fields: write it only when
+     * sizeof_caps reaches it (an older library's struct is shorter). */
     unsigned threads;
 };
 
@@ -356,7 +358,8 @@ struct zm_offload_job {
     ssize_t result; /* the packet's size, or -errno: the library redoes the
                      * batch in software */
     /* Optional (leave 0): seconds one engine (caps.threads) spent on the
-     * job: --compression auto weighs each method's cost by it. */
+     * job: --compression auto weighs each method's cost by it.  Write it
+     * only when sizeof_job reaches it (an older library's job is shorter). */
     double cpu_seconds;
 };
 
@@ -646,11 +649,11 @@ ZM_API int zm_source_rounds(zm_source *src, struct zm_round *rounds,
  */
 struct zm_auto_point {
     size_t sizeof_point; /* sizeof(struct zm_auto_point), by the caller */
-    double time_ms;      /* since zm_source_run() was called */
+    double time_ms;      /* since the data channels connected */
     int codec, level;    /* the method of the batches that follow */
     double raw_mbps;     /* the normal pages' bytes delivered */
     double wire_mbps;    /* their packets on the wire */
-    double link_mbps;    /* what the link carries; 0: it was not the limit */
+    double link_mbps;    /* the link, as last measured; 0: never the limit */
     double cores;        /* CPU compression could get */
 };
 
@@ -666,7 +669,7 @@ ZM_API int zm_source_auto_timeline(zm_source *src, struct zm_auto_point *points,
 struct zm_auto_method_info {
     size_t sizeof_info; /* sizeof(struct zm_auto_method_info), by the caller */
     int codec, level;
-    uint64_t batches;       /* sent with it, sampled ones included */
+    uint64_t batches;       /* sent with it (not those measured aside) */
     uint64_t raw_bytes;     /* their normal pages' bytes */
     double cpu_ns_per_byte; /* encoding, as last measured (0: never) */
     double wire_per_byte;   /* packet bytes per normal byte (0: never) */

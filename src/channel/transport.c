@@ -112,17 +112,17 @@ static ssize_t socket_writev(zm_conn *conn, const struct iovec *iov, int iovcnt)
 {
     struct msghdr msg = { .msg_iov = (struct iovec *)iov,
                           .msg_iovlen = (size_t)iovcnt };
-    ssize_t n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n;
 
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        /* The link is the limit for now: count the wait, which tells
-         * --compression auto that the link, not the CPU, is short.  A
-         * shutdown() wakes the poll. */
+    /* While the socket is full the link is the limit: count the waits,
+     * which tell --compression auto that the link, not the CPU, is short.
+     * A shutdown() wakes the poll, and the next sendmsg() fails. */
+    while ((n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK)) {
         struct pollfd pfd = { .fd = conn->fd, .events = POLLOUT };
         double start = zm_now();
         poll(&pfd, 1, -1);
         conn->write_blocked += zm_now() - start;
-        n = sendmsg(conn->fd, &msg, MSG_NOSIGNAL);
     }
     return n < 0 ? socket_error() : n;
 }

@@ -36,6 +36,8 @@ static const struct {
 #define CPU_BOUND_BUSY 0.8
 /* Raw, with the packet's header and index table: no method does worse. */
 #define RAW_MAX 1.002
+/* Wire bytes a window must have written to judge the queues' growth. */
+#define BACKLOG_MIN (1u << 20)
 /* TCP's receive window was full this share of the time: the receiver
  * may be the limit. */
 #define RECEIVER_LIMITED 0.2
@@ -48,9 +50,11 @@ double zm_auto_predict(const struct zm_auto_method *m,
     double cpu = m->cpu_per_byte + m->wire_per_byte * lim->send_cpu_per_byte;
     double link = lim->per_method && m->link > 0 ? m->link : lim->link;
     double calibration = lim->calibration > 0 ? lim->calibration : 1;
+    /* A cost not measured (0, or not a number) is unknown, not free: such
+     * a method is not measured, and zm_auto_choose() skips it. */
     double by_cpu = m->per_core > 0 ? m->per_core * lim->cores
                     : cpu > 0       ? calibration * lim->cores / cpu
-                                    : INFINITY;
+                                    : 0;
     double by_link =
         link > 0 && m->wire_per_byte > 0 ? link / m->wire_per_byte : INFINITY;
     return by_cpu < by_link ? by_cpu : by_link;
@@ -127,6 +131,7 @@ int zm_auto_init(struct zm_auto *a, uint32_t codecs, unsigned channels,
     cpu_set_t set;
 
     memset(a, 0, sizeof(*a));
+    atomic_init(&a->frozen, false);
     for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
         int id = candidates[i].codec;
         if ((codecs & (1u << id)) && zm_codec_available(id)) {
@@ -234,8 +239,9 @@ static void rebase(struct zm_auto *a, unsigned next)
 
     refresh(a); /* next's figures, from the old method's */
     for (unsigned i = 0; i < a->n; i++) {
-        a->m[i].rel_cpu /= f_cpu;
-        a->m[i].rel_wire /= f_wire;
+        /* A relation never measured (or 0) stays as it is. */
+        a->m[i].rel_cpu /= f_cpu > 0 && isfinite(f_cpu) ? f_cpu : 1;
+        a->m[i].rel_wire /= f_wire > 0 && isfinite(f_wire) ? f_wire : 1;
     }
     to->rel_cpu = to->rel_wire = 1;
     atomic_store(&a->current, next);
@@ -273,13 +279,18 @@ static int sample_due(struct zm_auto *a, unsigned current, double now)
     return pick;
 }
 
+void zm_auto_freeze(struct zm_auto *a)
+{
+    atomic_store(&a->frozen, true);
+}
+
 unsigned zm_auto_begin(struct zm_auto *a, zm_encoder *enc, int *sample)
 {
     double now = zm_now();
 
     pthread_mutex_lock(&a->lock);
     unsigned pick = atomic_load(&a->current);
-    *sample = sample_due(a, pick, now);
+    *sample = atomic_load(&a->frozen) ? -1 : sample_due(a, pick, now);
     if (*sample >= 0) {
         /* Claimed: no other channel samples it meanwhile. */
         a->m[*sample].last_measured = now;
@@ -353,14 +364,19 @@ static bool update_link(struct zm_auto *a, struct zm_auto_method *cur,
     /* Buffers that grew by a tenth of what was written: the link does not
      * keep up, though the writes have not had to wait yet (the first
      * window: the buffers still take everything). */
-    bool backlog = queued - a->queued0 > 0.1 * (double)a->win_wire;
+    bool backlog = a->win_wire >= BACKLOG_MIN &&
+                   queued - a->queued0 > 0.1 * (double)a->win_wire;
 
     a->queued0 = queued;
     if (backlog || (a->win_busy > 0 &&
                     a->win_blocked / a->win_busy >= ZM_AUTO_LINK_BOUND)) {
-        double seen = backlog ? wire_rate : wire_rate / busy;
-        cur->link = cur->link > 0 ? 0.3 * cur->link + 0.7 * seen : seen;
-        lim->link = cur->link;
+        double seen = busy > 0 ? wire_rate / busy : wire_rate;
+        /* A window of nothing taken (a receiver that stopped reading for a
+         * while) says nothing of the link's speed. */
+        if (seen > 0 && !a->held) {
+            cur->link = cur->link > 0 ? 0.3 * cur->link + 0.7 * seen : seen;
+            lim->link = cur->link;
+        }
         return true;
     }
     /* Not the limit: it carries at least this much. */
@@ -515,7 +531,7 @@ static void switch_method(struct zm_auto *a, unsigned cur, bool bound,
         a->receiver_limited ? a->receiver_limited(a->link_ctx) : -1;
     bool worth = receiver < 0 || receiver >= RECEIVER_LIMITED;
     int trial = -1;
-    if (next == cur && a->pending_wins == 0 &&
+    if (next == cur && a->pending_wins == 0 && !atomic_load(&a->frozen) &&
         now - a->probe_at >= a->probe_after) {
         trial = cpu_bound        ? cheaper_untried(a, cur)
                 : bound && worth ? trial_candidate(a, cur)
@@ -572,10 +588,13 @@ static void decide(struct zm_auto *a, double now)
         !bound && a->win_busy >= CPU_BOUND_BUSY * a->channels * wall;
     if (cpu_bound) {
         a->lim.cores = fmax(0.05, (a->lim.cores + cores) / 2);
-        /* What the method delivers on these cores, all costs included. */
+        /* What the method delivers on these cores, all costs included;
+         * not from the window after a switch, which mixes two methods. */
         struct zm_auto_method *m = &a->m[cur];
         double seen = (double)a->win_raw / wall / a->lim.cores;
-        m->per_core = m->per_core > 0 ? 0.5 * (m->per_core + seen) : seen;
+        if (!a->held) {
+            m->per_core = m->per_core > 0 ? 0.5 * (m->per_core + seen) : seen;
+        }
     } else {
         a->lim.cores = fmax(a->lim.cores, cores);
     }
@@ -600,9 +619,12 @@ void zm_auto_end(struct zm_auto *a, const struct zm_auto_batch *b)
     m->raw_bytes += b->raw_bytes;
     /* Batches still in flight from before a switch tell nothing new. */
     if (b->raw_bytes > 0 && b->method == atomic_load(&a->current)) {
-        follow(&m->cpu_per_byte, b->encode_cpu / (double)b->raw_bytes,
-               m->samples, ALPHA_CURRENT);
-        follow(&m->wire_per_byte, (double)b->wire_bytes / (double)b->raw_bytes,
+        if (b->encode_cpu > 0) { /* a backend may not say */
+            follow(&m->cpu_per_byte, b->encode_cpu / (double)b->raw_bytes,
+                   m->samples, ALPHA_CURRENT);
+        }
+        follow(&m->wire_per_byte,
+               fmin((double)b->wire_bytes / (double)b->raw_bytes, RAW_MAX),
                m->samples, ALPHA_CURRENT);
         m->samples++;
         m->last_measured = now;

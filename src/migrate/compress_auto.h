@@ -135,6 +135,7 @@ struct zm_auto {
 
     struct zm_auto_limits lim;
     unsigned held;       /* windows to wait after a switch */
+    atomic_bool frozen;  /* the guest is stopped: no samples, no trials */
     int trial;           /* the method on trial this window, or -1 */
     unsigned trial_from; /* the method before it */
     double probe_at;     /* when the last trial began */
@@ -189,6 +190,9 @@ void zm_auto_sample(struct zm_auto *a, zm_encoder *enc, int method,
                     const struct zm_page_ref *pages, unsigned count,
                     uint32_t region, unsigned flags, void *scratch, size_t cap,
                     const struct zm_auto_batch *sent);
+
+/* The guest stopped: what is left is downtime, no time to explore. */
+void zm_auto_freeze(struct zm_auto *a);
 
 /* Accounts a sent batch; decides at the end of each window. */
 void zm_auto_end(struct zm_auto *a, const struct zm_auto_batch *b);

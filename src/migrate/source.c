@@ -685,6 +685,9 @@ static int switchover(zm_source *src, uint32_t round)
         return zm_error(ret, "the embedder could not stop the guest");
     }
     src->stopped = true;
+    if (src->autoc) {
+        zm_auto_freeze(src->autoc);
+    }
     if ((dirty = zm_pageset_collect(&src->pages, src->tracker)) < 0) {
         return (int)dirty;
     }

@@ -32,6 +32,7 @@ struct src_channel {
     unsigned char *packet;
     size_t cap;
     double blocked;         /* seconds its writes waited for the link */
+    double engine_wait;     /* offloaded: seconds work waited on the engines */
     unsigned char *scratch; /* auto: cap bytes to measure other methods in */
 };
 

@@ -183,7 +183,8 @@ static void compress_here(struct src_channel *ch, struct zm_page_ref *refs)
             b.encode_cpu = cpu1 - cpu0;
             b.send_cpu = zm_thread_cpu() - cpu1;
             auto_end(ch, &b, &info, b.encode_cpu + b.send_cpu);
-            if (sample >= 0) {
+            /* Not once the guest is stopped: that is downtime. */
+            if (sample >= 0 && !(flags & ZM_ENCODE_STABLE)) {
                 zm_auto_sample(src->autoc, ch->enc, sample, refs, n, region,
                                flags, ch->scratch, ch->cap, &b);
             }
@@ -203,9 +204,11 @@ static int send_slot(struct src_channel *ch, struct zm_offload_slot *slot)
     /* The channel was busy with it while submitting, and now. */
     struct zm_auto_batch b = {
         .method = slot->method,
-        .busy = zm_now() - slot->submit_wall, /* auto_end(): + the send */
+        /* auto_end(): + the send */
+        .busy = zm_now() - slot->submit_wall - ch->engine_wait,
         .blocked = ch->blocked,
     };
+    ch->engine_wait = 0;
     double cpu0 = ch->src->autoc ? zm_thread_cpu() : 0;
 
     if (ret == 0) {
@@ -215,7 +218,7 @@ static int send_slot(struct src_channel *ch, struct zm_offload_slot *slot)
         b.encode_cpu = slot->encode_cpu;
         b.send_cpu = zm_thread_cpu() - cpu0;
         auto_end(ch, &b, &info, slot->submit_cpu + b.send_cpu);
-        if (slot->sample >= 0) {
+        if (slot->sample >= 0 && !(slot->job.flags & ZM_ENCODE_STABLE)) {
             zm_auto_sample(ch->src->autoc, ch->enc, slot->sample, slot->refs,
                            slot->job.count, slot->job.region, slot->job.flags,
                            ch->scratch, ch->cap, &b);
@@ -241,10 +244,15 @@ static void compress_offloaded(struct src_channel *ch)
         unsigned inflight = zm_offloader_inflight(ch->off);
         /* What came back goes out first: it frees the device's queue (a
          * full one answers busy) and shows a hung or failed batch early. */
-        int wait_ms = !work || !zm_offloader_has_slot(ch->off) ? 50 : 0;
+        bool full = work && !zm_offloader_has_slot(ch->off);
+        int wait_ms = !work || full ? 50 : 0;
         if (inflight > 0) {
             pthread_mutex_unlock(&src->lock);
+            double start = src->autoc && full ? zm_now() : 0;
             int got = zm_offloader_wait(ch->off, done, wait_ms);
+            /* Work waits on the engines: busy, as a compressing thread is
+             * (--compression auto's CPU-bound windows). */
+            ch->engine_wait += start > 0 ? zm_now() - start : 0;
             int ret = got < 0 ? got : 0;
             for (int i = 0; i < got; i++) {
                 int sent = send_slot(ch, done[i]);

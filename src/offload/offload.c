@@ -4,6 +4,7 @@
 #include "offload.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -110,10 +111,7 @@ void zm_offload_close(struct zm_offload *off)
 
 unsigned zm_offload_threads(const struct zm_offload *off)
 {
-    return off->caps.sizeof_caps >= offsetof(struct zm_offload_caps, threads) +
-                                        sizeof(off->caps.threads)
-               ? off->caps.threads
-               : 0;
+    return off->caps.threads; /* 0 unless the backend said */
 }
 
 double zm_offload_cpu_seconds(struct zm_offload *off)
@@ -283,9 +281,15 @@ unsigned zm_offloader_inflight(const struct zm_offloader *o)
 static int software(struct zm_offloader *o, struct zm_offload_slot *s)
 {
     double cpu = zm_thread_cpu();
+    int level;
+    int codec = zm_encoder_codec(o->software, &level);
+
     s->on_backend = false;
+    /* The batch's own method (auto may have moved on since it went in). */
+    zm_encoder_set_codec(o->software, s->job.codec, s->job.level);
     s->len = zm_encode(o->software, s->job.region, s->refs, s->job.count,
                        s->job.flags, s->packet, o->cap, NULL);
+    zm_encoder_set_codec(o->software, codec, level);
     s->encode_cpu = zm_thread_cpu() - cpu;
     s->in_software = true;
     return s->len < 0 ? (int)s->len : 1;
@@ -460,7 +464,10 @@ static int completed(struct zm_offloader *o, struct zm_offload_job *job,
     done[(*n)++] = s;
     if (packet_is_batch(o, job)) {
         s->len = job->result;
-        s->encode_cpu = job->cpu_seconds;
+        /* The backend's figure, if it gave a sane one. */
+        s->encode_cpu = isfinite(job->cpu_seconds) && job->cpu_seconds > 0
+                            ? job->cpu_seconds
+                            : 0;
         s->in_software = false;
         atomic_fetch_add(&o->off->offloaded, 1);
         back_in_service(o->off);

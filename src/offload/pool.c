@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,12 @@ static void worker(void *ctx, unsigned index)
                 enc ? zm_encode(enc, job->region, job->pages, job->count,
                                 job->flags, job->out, job->cap, NULL)
                     : -ENOMEM;
-            job->cpu_seconds = zm_thread_cpu() - cpu;
+            /* Only into a library's job that has the field. */
+            if (job->sizeof_job >=
+                offsetof(struct zm_offload_job, cpu_seconds) +
+                    sizeof(job->cpu_seconds)) {
+                job->cpu_seconds = zm_thread_cpu() - cpu;
+            }
         }
 
         zm_workers_note_cpu(&pool->workers, index);
@@ -183,7 +189,10 @@ int zm_pool_caps(void *dev, struct zm_offload_caps *caps)
     caps->max_pages = ZM_MAX_BATCH_PAGES;
     caps->queue_depth = pool->cfg.depth;
     caps->min_pages = pool->cfg.min_pages;
-    caps->threads = pool->cfg.threads;
+    if (caps->sizeof_caps >=
+        offsetof(struct zm_offload_caps, threads) + sizeof(caps->threads)) {
+        caps->threads = pool->cfg.threads;
+    }
     return 0;
 }
 
