@@ -373,7 +373,7 @@ static bool update_link(struct zm_auto *a, struct zm_auto_method *cur,
         double seen = busy > 0 ? wire_rate / busy : wire_rate;
         /* A window of nothing taken (a receiver that stopped reading for a
          * while) says nothing of the link's speed. */
-        if (seen > 0 && !a->held) {
+        if (seen > 0) {
             cur->link = cur->link > 0 ? 0.3 * cur->link + 0.7 * seen : seen;
             lim->link = cur->link;
         }
