@@ -577,11 +577,7 @@ def emit(rec, outf):
 def main():
     a = parse_args()
     if a.summarize:
-        recs = []
-        for fn in a.summarize:
-            with open(fn) as f:
-                recs += [json.loads(x) for x in f if x.strip()]
-        print(summarize(recs), end="")
+        print(summarize(vq.read_jsonl(a.summarize)), end="")
         return
     steps = plan(a)
     if a.dry_run:

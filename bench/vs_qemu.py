@@ -747,14 +747,19 @@ def codec_records(a):
     return [dict(r, loadavg=os.getloadavg()) for r in recs if r.get("type") == "codec"]
 
 
+def read_jsonl(paths):
+    """The JSON objects of these files, one per non-empty line."""
+    recs = []
+    for fn in paths:
+        with open(fn) as f:
+            recs += [json.loads(x) for x in f if x.strip()]
+    return recs
+
+
 def main():
     a = parse_args()
     if a.summarize:
-        recs = []
-        for fn in a.summarize:
-            with open(fn) as f:
-                recs += [json.loads(x) for x in f if x.strip()]
-        print(summarize(recs), end="")
+        print(summarize(read_jsonl(a.summarize)), end="")
         return
     if not os.path.isdir(a.corpus):
         print("vs_qemu: corpus directory %s not found; skipping (give --corpus)" % a.corpus,
